@@ -1,0 +1,120 @@
+// Command bro-hook is the OCI hook that records containers carrying the
+// bro.activate annotation, so that bro-proxy can find their network namespace.
+//
+//	bro-hook prestart|createRuntime   record the container (state on stdin)
+//	bro-hook poststop                 remove its record
+//
+// Podman runs it from the hooks.d configuration (hooks.d/50-bro-activate.json).
+// On failure it prints one line to stderr, which Podman shows to the user, and
+// exits 1; at prestart that stops the container from starting, which is what a
+// malformed bro.activate value must do. Poststop always exits 0.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/brothaman/brothaman-go/internal/version"
+	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/sirupsen/logrus"
+)
+
+func main() {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true, DisableQuote: true})
+	log.SetLevel(logrus.WarnLevel)
+	if os.Getenv("BRO_HOOK_DEBUG") != "" {
+		log.SetLevel(logrus.DebugLevel)
+	}
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stderr, log))
+}
+
+func run(args []string, stdin io.Reader, stderr io.Writer, log *logrus.Logger) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "bro-hook: usage: bro-hook prestart|createRuntime|poststop (OCI state on stdin)")
+		return 2
+	}
+	switch args[0] {
+	case "prestart", "createRuntime":
+		if err := prestart(stdin, log); err != nil {
+			fmt.Fprintf(stderr, "bro-hook: %v\n", err)
+			return 1
+		}
+		return 0
+	case "poststop":
+		if err := poststop(stdin, log); err != nil {
+			// A stop must never fail because of us: warn and succeed.
+			fmt.Fprintf(stderr, "bro-hook: warning: %v\n", err)
+		}
+		return 0
+	case "--version", "version":
+		fmt.Fprintln(stderr, "bro-hook", version.Version)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "bro-hook: unknown stage %q: want prestart, createRuntime or poststop\n", args[0])
+		return 2
+	}
+}
+
+func prestart(stdin io.Reader, log *logrus.Logger) error {
+	state, err := hook.ReadState(stdin)
+	if err != nil {
+		return err
+	}
+	uid, err := hook.HostUID()
+	if err != nil {
+		return err
+	}
+	rec, err := hook.NewRecord(state, uid)
+	if errors.Is(err, hook.ErrNoAnnotation) {
+		log.WithField("container", state.ID).Debug("no bro.activate annotation, nothing to record")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	path, err := hook.StateDirPath()
+	if err != nil {
+		return err
+	}
+	dir, err := hook.OpenStateDir(path, true)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	for _, id := range dir.RemoveStale() {
+		log.WithField("container", id).Debug("removed stale record")
+	}
+	if err := dir.Write(rec); err != nil {
+		return err
+	}
+	log.WithFields(logrus.Fields{"container": rec.ID, "name": rec.Name, "unit": rec.Unit, "pid": rec.PID}).Debug("recorded")
+	return nil
+}
+
+func poststop(stdin io.Reader, log *logrus.Logger) error {
+	state, err := hook.ReadState(stdin)
+	if err != nil {
+		return err
+	}
+	path, err := hook.StateDirPath()
+	if err != nil {
+		return err
+	}
+	dir, err := hook.OpenStateDir(path, false)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // nothing was ever recorded for this user
+	}
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := dir.Remove(state.ID); err != nil {
+		return err
+	}
+	log.WithField("container", state.ID).Debug("removed record")
+	return nil
+}

@@ -1,0 +1,148 @@
+package ns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Target is a resolved address to dial inside a namespace.
+type Target struct {
+	Network string // "tcp", "udp" or "unix"
+	Addr    string // "127.0.0.1:5432", "[::1]:53" or a socket path
+	sa      unix.Sockaddr
+	domain  int
+	sotype  int
+}
+
+// ParseTarget accepts HOST:PORT for tcp and udp, with HOST an IP literal or
+// "localhost" (the target is dialled inside the container, where the host's
+// resolver means nothing), and an absolute path for unix.
+func ParseTarget(network, addr string) (Target, error) {
+	t := Target{Network: network, Addr: addr}
+	switch network {
+	case "unix":
+		if len(addr) == 0 || addr[0] != '/' {
+			return t, fmt.Errorf("target %q: want an absolute socket path", addr)
+		}
+		if len(addr) >= 108 {
+			return t, fmt.Errorf("target %q: socket path longer than 107 bytes", addr)
+		}
+		t.sa, t.domain, t.sotype = &unix.SockaddrUnix{Name: addr}, unix.AF_UNIX, unix.SOCK_STREAM
+		return t, nil
+	case "tcp", "udp":
+	default:
+		return t, fmt.Errorf("target network %q: want tcp, udp or unix", network)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return t, fmt.Errorf("target %q: want HOST:PORT (IPv6 in brackets)", addr)
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
+		return t, fmt.Errorf("target %q: host %q is not an IP address or localhost", addr, host)
+	}
+	pn, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || pn == 0 {
+		return t, fmt.Errorf("target %q: port %q is not in 1-65535", addr, port)
+	}
+	ap := netip.AddrPortFrom(ip, uint16(pn))
+	t.sotype = unix.SOCK_STREAM
+	if network == "udp" {
+		t.sotype = unix.SOCK_DGRAM
+	}
+	if ip.Is4() || ip.Is4In6() {
+		t.sa, t.domain = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ip.Unmap().As4()}, unix.AF_INET
+	} else {
+		t.sa, t.domain = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ip.As16()}, unix.AF_INET6
+	}
+	t.Addr = ap.String()
+	return t, nil
+}
+
+func (t Target) String() string { return t.Network + ":" + t.Addr }
+
+// aLongTimeAgo is a deadline that has passed, to wake a blocked connect.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Dial creates a socket with s and connects it to t, waiting in the Go poller
+// (no thread is blocked) until the connection completes, fails, or ctx ends.
+// The error wraps the errno, so errors.Is(err, unix.ECONNREFUSED) tells a
+// backend that is not listening yet.
+func Dial(ctx context.Context, s Sockets, t Target) (net.Conn, error) {
+	if t.sa == nil {
+		return nil, errors.New("dial: target not parsed with ParseTarget")
+	}
+	fd, err := s.Socket(t.domain, t.sotype|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", t, err)
+	}
+	f := os.NewFile(uintptr(fd), t.String())
+	defer f.Close()
+	if err := connect(ctx, f, t.sa); err != nil {
+		return nil, fmt.Errorf("dial %s: %w", t, err)
+	}
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", t, err)
+	}
+	return c, nil
+}
+
+func connect(ctx context.Context, f *os.File, sa unix.Sockaddr) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cerr error
+	started := false
+	if d, ok := ctx.Deadline(); ok {
+		f.SetWriteDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(aLongTimeAgo) })
+	defer stop()
+	err = rc.Write(func(fd uintptr) bool {
+		if !started {
+			started = true
+			switch err := unix.Connect(int(fd), sa); err {
+			case nil:
+				return true
+			case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
+				return false // wait for writability
+			default:
+				cerr = err
+				return true
+			}
+		}
+		v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			cerr = err
+			return true
+		}
+		if v != 0 {
+			cerr = unix.Errno(v)
+			return true
+		}
+		if _, err := unix.Getpeername(int(fd)); errors.Is(err, unix.ENOTCONN) {
+			return false // woken early; still connecting
+		}
+		return true
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	return cerr
+}

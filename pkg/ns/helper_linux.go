@@ -1,0 +1,167 @@
+package ns
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+
+	"github.com/brothaman/brothaman-go/pkg/fdpass"
+	"golang.org/x/sys/unix"
+)
+
+// helperEnv selects the constructor's work in the child (see nsenter_linux.c).
+const helperEnv = "_BRO_NSENTER"
+
+// helperCtlFD is where the child finds its end of the request socket.
+const helperCtlFD = 3
+
+// helper is a child process that sits in the target namespaces and answers
+// socket requests: 12 bytes (domain, type, protocol as int32) in, 4 bytes
+// (errno) plus, on success, one descriptor out.
+type helper struct {
+	mu   sync.Mutex
+	conn *net.UnixConn
+	cmd  *exec.Cmd
+}
+
+func startHelper(userns, netns *Handle) (*helper, error) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("start namespace helper: socketpair: %w", err)
+	}
+	parentF := os.NewFile(uintptr(pair[0]), "helper-ctl")
+	childF := os.NewFile(uintptr(pair[1]), "helper-ctl-child")
+	defer childF.Close()
+	conn, err := net.FileConn(parentF)
+	parentF.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start namespace helper: %w", err)
+	}
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{"bro-proxy-nshelper"}
+	// Fixed descriptor numbers: 3 control, 4 netns, 5 userns.
+	cmd.ExtraFiles = []*os.File{childF, netns.File(), userns.File()}
+	cmd.Env = []string{helperEnv + "=user,net"}
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start namespace helper: %w", err)
+	}
+	h := &helper{conn: conn.(*net.UnixConn), cmd: cmd}
+	// The first answer proves the child joined both namespaces; a failed
+	// setns makes it exit and the request see EOF.
+	fd, err := h.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("start namespace helper: %w", err)
+	}
+	unix.Close(fd)
+	return h, nil
+}
+
+func (h *helper) Socket(domain, typ, proto int) (int, error) {
+	if err := checkSocketArgs(domain, typ, proto); err != nil {
+		return -1, err
+	}
+	var req [12]byte
+	binary.LittleEndian.PutUint32(req[0:], uint32(domain))
+	binary.LittleEndian.PutUint32(req[4:], uint32(typ))
+	binary.LittleEndian.PutUint32(req[8:], uint32(proto))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := fdpass.Send(h.conn, req[:]); err != nil {
+		return -1, fmt.Errorf("namespace helper: %w", err)
+	}
+	var resp [4]byte
+	n, fds, err := fdpass.Recv(h.conn, resp[:], 1)
+	switch {
+	case err != nil:
+		return -1, fmt.Errorf("namespace helper: %w", err)
+	case n == 0:
+		return -1, errors.New("namespace helper exited")
+	case n != 4:
+		closeFDs(fds)
+		return -1, fmt.Errorf("namespace helper: reply of %d bytes", n)
+	}
+	if errno := binary.LittleEndian.Uint32(resp[:]); errno != 0 {
+		closeFDs(fds)
+		return -1, fmt.Errorf("socket in namespace: %w", syscall.Errno(errno))
+	}
+	if len(fds) != 1 {
+		closeFDs(fds)
+		return -1, fmt.Errorf("namespace helper: got %d descriptors, want 1", len(fds))
+	}
+	return fds[0], nil
+}
+
+func (h *helper) Close() error {
+	h.conn.Close() // the child reads EOF and exits
+	return h.cmd.Wait()
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// IsHelper reports whether this process was started as a namespace helper.
+// A main that imports this package calls it first, before flags or logging.
+func IsHelper() bool { return os.Getenv(helperEnv) != "" }
+
+// RunHelper serves socket requests until its parent goes away, then exits.
+// The constructor has already joined the namespaces.
+func RunHelper() {
+	os.Unsetenv(helperEnv)
+	f := os.NewFile(helperCtlFD, "helper-ctl")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bro-proxy namespace helper: %v\n", err)
+		os.Exit(126)
+	}
+	conn := c.(*net.UnixConn)
+	var req [12]byte
+	for {
+		n, fds, err := fdpass.Recv(conn, req[:], 0)
+		if err != nil || n == 0 {
+			if err != nil && !errors.Is(err, io.EOF) {
+				fmt.Fprintf(os.Stderr, "bro-proxy namespace helper: %v\n", err)
+			}
+			os.Exit(0)
+		}
+		closeFDs(fds)
+		var resp [4]byte
+		fd := -1
+		if n != len(req) {
+			binary.LittleEndian.PutUint32(resp[:], uint32(unix.EINVAL))
+		} else {
+			domain := int(int32(binary.LittleEndian.Uint32(req[0:])))
+			typ := int(int32(binary.LittleEndian.Uint32(req[4:])))
+			proto := int(int32(binary.LittleEndian.Uint32(req[8:])))
+			fd, err = current{}.Socket(domain, typ, proto)
+			if err != nil {
+				errno := unix.EINVAL
+				errors.As(err, &errno)
+				binary.LittleEndian.PutUint32(resp[:], uint32(errno))
+			}
+		}
+		var serr error
+		if fd >= 0 {
+			serr = fdpass.Send(conn, resp[:], fd)
+			unix.Close(fd)
+		} else {
+			serr = fdpass.Send(conn, resp[:])
+		}
+		if serr != nil {
+			os.Exit(0)
+		}
+	}
+}

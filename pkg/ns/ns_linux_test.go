@@ -1,0 +1,161 @@
+package ns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseStartTime(t *testing.T) {
+	stat := []byte("4242 (we) ird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 10000 100")
+	got, err := parseStartTime(stat)
+	if err != nil || got != 987654 {
+		t.Fatalf("parseStartTime = %d, %v; want 987654", got, err)
+	}
+	if _, err := parseStartTime([]byte("1 (x) S 1")); err == nil {
+		t.Fatal("parseStartTime of a short line succeeded")
+	}
+	self, err := StartTime(os.Getpid())
+	if err != nil || self == 0 {
+		t.Fatalf("StartTime(self) = %d, %v", self, err)
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	tests := []struct{ network, addr, want, err string }{
+		{"tcp", "127.0.0.1:5432", "tcp:127.0.0.1:5432", ""},
+		{"tcp", "localhost:80", "tcp:127.0.0.1:80", ""},
+		{"tcp", "[::1]:80", "tcp:[::1]:80", ""},
+		{"udp", "127.0.0.1:53", "udp:127.0.0.1:53", ""},
+		{"unix", "/run/x.sock", "unix:/run/x.sock", ""},
+		{"tcp", "db.example:5432", "", `target "db.example:5432": host "db.example" is not an IP address or localhost`},
+		{"tcp", "127.0.0.1:0", "", `target "127.0.0.1:0": port "0" is not in 1-65535`},
+		{"tcp", "127.0.0.1", "", `target "127.0.0.1": want HOST:PORT (IPv6 in brackets)`},
+		{"unix", "rel.sock", "", `target "rel.sock": want an absolute socket path`},
+		{"sctp", "1.2.3.4:5", "", `target network "sctp": want tcp, udp or unix`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.network+" "+tt.addr, func(t *testing.T) {
+			got, err := ParseTarget(tt.network, tt.addr)
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("ParseTarget error = %v; want %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil || got.String() != tt.want {
+				t.Fatalf("ParseTarget = %s, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestOpenRefusesNonNamespace(t *testing.T) {
+	_, err := Open("/proc/self/stat")
+	if err == nil || err.Error() != "namespace /proc/self/stat: not a namespace file (not on nsfs)" {
+		t.Fatalf("Open(/proc/self/stat) = %v", err)
+	}
+}
+
+// newNetNS makes a throwaway network namespace with loopback up and a TCP
+// echo listener on 127.0.0.1:port inside it. Root only.
+func newNetNS(t *testing.T) (*Handle, int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace") // CI runs as root
+	}
+	type result struct {
+		h   *Handle
+		ln  net.Listener
+		err error
+	}
+	res := make(chan result)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread leaves with the namespace
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			res <- result{err: err}
+			return
+		}
+		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			res <- result{err: fmt.Errorf("ip link set lo up: %v: %s", err, out)}
+			return
+		}
+		h, err := Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		res <- result{h, ln, err}
+		select {} // keep the thread (and the listener's namespace) alive
+	}()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	go func() {
+		for {
+			c, err := r.ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() { r.ln.Close(); r.h.Close() })
+	return r.h, r.ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestEnterDialsInsideNamespace(t *testing.T) {
+	h, port := newNetNS(t)
+	s, err := Enter(h)
+	if err != nil {
+		t.Fatalf("Enter: %v", err)
+	}
+	defer s.Close()
+	target, _ := ParseTarget("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, s, target)
+	if err != nil {
+		t.Fatalf("Dial inside: %v", err)
+	}
+	defer c.Close()
+	if _, ok := c.(*net.TCPConn); !ok {
+		t.Fatalf("Dial returned %T; want *net.TCPConn (splice needs it)", c)
+	}
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo = %q, %v; want ping", buf, err)
+	}
+	// A port nobody listens on inside the namespace is refused, not hung.
+	closed, _ := ParseTarget("tcp", "127.0.0.1:1")
+	if _, err := Dial(ctx, s, closed); !errors.Is(err, unix.ECONNREFUSED) {
+		t.Fatalf("Dial to a closed port = %v; want ECONNREFUSED", err)
+	}
+}
+
+func TestDialHonoursContext(t *testing.T) {
+	h, port := newNetNS(t)
+	s, err := Enter(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	target, _ := ParseTarget("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Dial(ctx, s, target); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Dial with a cancelled context = %v; want context.Canceled", err)
+	}
+}

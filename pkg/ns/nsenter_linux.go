@@ -1,0 +1,7 @@
+package ns
+
+// #cgo CFLAGS: -Wall
+import "C"
+
+// The constructor in nsenter_linux.c does the work; importing "C" is what
+// compiles and links it into every binary that imports this package.

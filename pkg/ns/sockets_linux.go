@@ -1,0 +1,143 @@
+package ns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Sockets creates sockets in one network namespace.
+type Sockets interface {
+	// Socket is socket(2) in the namespace. The descriptor is always
+	// close-on-exec; pass unix.SOCK_NONBLOCK in typ for the Go poller.
+	Socket(domain, typ, proto int) (int, error)
+	// Close releases the namespace (ends the thread or the helper).
+	Close() error
+}
+
+// ErrNotOwner is wrapped when a namespace belongs to a user namespace that
+// the caller neither is in nor owns.
+var ErrNotOwner = errors.New("namespace is not owned by this user")
+
+// checkSocketArgs keeps what a namespace helper creates to the kinds a proxy
+// needs, so the helper cannot be asked for raw or netlink sockets.
+func checkSocketArgs(domain, typ, proto int) error {
+	switch domain {
+	case unix.AF_INET, unix.AF_INET6, unix.AF_UNIX:
+	default:
+		return fmt.Errorf("socket domain %d: want AF_INET, AF_INET6 or AF_UNIX", domain)
+	}
+	switch typ &^ (unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC) {
+	case unix.SOCK_STREAM, unix.SOCK_DGRAM:
+	default:
+		return fmt.Errorf("socket type %d: want SOCK_STREAM or SOCK_DGRAM", typ)
+	}
+	if proto != 0 {
+		return fmt.Errorf("socket protocol %d: want 0", proto)
+	}
+	return nil
+}
+
+// Current creates sockets in the caller's own network namespace.
+func Current() Sockets { return current{} }
+
+type current struct{}
+
+func (current) Socket(domain, typ, proto int) (int, error) {
+	if err := checkSocketArgs(domain, typ, proto); err != nil {
+		return -1, err
+	}
+	return unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
+}
+
+func (current) Close() error { return nil }
+
+// Enter returns a Sockets that creates sockets in the network namespace h.
+// h stays owned by the caller. If h belongs to the caller's own user
+// namespace, a locked thread joins it (this needs CAP_SYS_ADMIN); if it
+// belongs to a user namespace the caller's uid owns, a helper process joins
+// both; otherwise it returns an error wrapping ErrNotOwner and enters nothing.
+func Enter(h *Handle) (Sockets, error) {
+	owner, err := h.Owner()
+	if err != nil {
+		return nil, err
+	}
+	defer owner.Close()
+	self, err := Open("/proc/self/ns/user")
+	if err != nil {
+		return nil, err
+	}
+	defer self.Close()
+	if owner.Equal(self) {
+		return newThread(h)
+	}
+	uid, err := owner.OwnerUID()
+	if err != nil {
+		return nil, err
+	}
+	if euid := os.Geteuid(); uid != euid {
+		return nil, fmt.Errorf("network namespace %s belongs to a user namespace of uid %d, not %d: %w", h, uid, euid, ErrNotOwner)
+	}
+	return startHelper(owner, h)
+}
+
+// thread creates sockets from one goroutine locked to an OS thread that has
+// joined the namespace for good.
+type thread struct {
+	reqs chan threadReq
+}
+
+type threadReq struct {
+	domain, typ, proto int
+	reply              chan threadReply
+}
+
+type threadReply struct {
+	fd  int
+	err error
+}
+
+func newThread(h *Handle) (*thread, error) {
+	t := &thread{reqs: make(chan threadReq)}
+	ready := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		if err := netns.Set(netns.NsHandle(h.Fd())); err != nil {
+			// setns failed, so the thread is still in its own namespace
+			// and may go back to the scheduler.
+			runtime.UnlockOSThread()
+			ready <- fmt.Errorf("join network namespace %s: %w", h, err)
+			return
+		}
+		ready <- nil
+		for r := range t.reqs {
+			fd, err := unix.Socket(r.domain, r.typ|unix.SOCK_CLOEXEC, r.proto)
+			r.reply <- threadReply{fd, err}
+		}
+		// Return still locked: the runtime ends this thread rather than
+		// reuse one that sits in another network namespace.
+	}()
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *thread) Socket(domain, typ, proto int) (int, error) {
+	if err := checkSocketArgs(domain, typ, proto); err != nil {
+		return -1, err
+	}
+	reply := make(chan threadReply, 1)
+	t.reqs <- threadReq{domain, typ, proto, reply}
+	r := <-reply
+	return r.fd, r.err
+}
+
+func (t *thread) Close() error {
+	close(t.reqs)
+	return nil
+}

@@ -21,6 +21,9 @@ const helperEnv = "_BRO_NSENTER"
 // helperCtlFD is where the child finds its end of the request socket.
 const helperCtlFD = 3
 
+// ErrHelperExited is returned by a helper's Socket once the helper is gone.
+var ErrHelperExited = errors.New("namespace helper exited")
+
 // helper is a child process that sits in the target namespaces and answers
 // socket requests: 12 bytes (domain, type, protocol as int32) in, 4 bytes
 // (errno) plus, on success, one descriptor out.
@@ -77,15 +80,15 @@ func (h *helper) Socket(domain, typ, proto int) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := fdpass.Send(h.conn, req[:]); err != nil {
-		return -1, fmt.Errorf("namespace helper: %w", err)
+		return -1, fmt.Errorf("%w: %v", ErrHelperExited, err)
 	}
 	var resp [4]byte
 	n, fds, err := fdpass.Recv(h.conn, resp[:], 1)
 	switch {
 	case err != nil:
-		return -1, fmt.Errorf("namespace helper: %w", err)
+		return -1, fmt.Errorf("%w: %v", ErrHelperExited, err)
 	case n == 0:
-		return -1, errors.New("namespace helper exited")
+		return -1, ErrHelperExited
 	case n != 4:
 		closeFDs(fds)
 		return -1, fmt.Errorf("namespace helper: reply of %d bytes", n)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -18,6 +19,9 @@ type Sockets interface {
 	// Close releases the namespace (ends the thread or the helper).
 	Close() error
 }
+
+// ErrClosed is returned by Socket after Close.
+var ErrClosed = errors.New("namespace released")
 
 // ErrNotOwner is wrapped when a namespace belongs to a user namespace that
 // the caller neither is in nor owns.
@@ -89,6 +93,8 @@ func Enter(h *Handle) (Sockets, error) {
 // joined the namespace for good.
 type thread struct {
 	reqs chan threadReq
+	done chan struct{}
+	once sync.Once
 }
 
 type threadReq struct {
@@ -102,7 +108,7 @@ type threadReply struct {
 }
 
 func newThread(h *Handle) (*thread, error) {
-	t := &thread{reqs: make(chan threadReq)}
+	t := &thread{reqs: make(chan threadReq), done: make(chan struct{})}
 	ready := make(chan error)
 	go func() {
 		runtime.LockOSThread()
@@ -114,9 +120,14 @@ func newThread(h *Handle) (*thread, error) {
 			return
 		}
 		ready <- nil
-		for r := range t.reqs {
-			fd, err := unix.Socket(r.domain, r.typ|unix.SOCK_CLOEXEC, r.proto)
-			r.reply <- threadReply{fd, err}
+		for {
+			select {
+			case r := <-t.reqs:
+				fd, err := unix.Socket(r.domain, r.typ|unix.SOCK_CLOEXEC, r.proto)
+				r.reply <- threadReply{fd, err}
+			case <-t.done:
+				return
+			}
 		}
 		// Return still locked: the runtime ends this thread rather than
 		// reuse one that sits in another network namespace.
@@ -132,12 +143,16 @@ func (t *thread) Socket(domain, typ, proto int) (int, error) {
 		return -1, err
 	}
 	reply := make(chan threadReply, 1)
-	t.reqs <- threadReq{domain, typ, proto, reply}
+	select {
+	case t.reqs <- threadReq{domain, typ, proto, reply}:
+	case <-t.done:
+		return -1, ErrClosed
+	}
 	r := <-reply
 	return r.fd, r.err
 }
 
 func (t *thread) Close() error {
-	close(t.reqs)
+	t.once.Do(func() { close(t.done) })
 	return nil
 }

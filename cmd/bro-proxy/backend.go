@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/ns"
+	"github.com/sirupsen/logrus"
+)
+
+// generation is one incarnation of the backend namespace: a container's
+// process (pid + start time) or a namespace given on the command line.
+type generation struct {
+	sockets ns.Sockets
+	rec     *hook.Record // nil unless following a container
+	desc    string
+	since   time.Time // when it was found
+
+	readyOnce sync.Once
+	ready     chan struct{} // closed at the first successful dial
+}
+
+func newGeneration(s ns.Sockets, rec *hook.Record, desc string) *generation {
+	return &generation{sockets: s, rec: rec, desc: desc, since: time.Now(), ready: make(chan struct{})}
+}
+
+// markReady wakes clients that wait to retry: the backend now listens.
+func (g *generation) markReady() bool {
+	first := false
+	g.readyOnce.Do(func() { close(g.ready); first = true })
+	return first
+}
+
+// source says where backend sockets are made.
+type source interface {
+	// get returns the current generation, waiting until ctx ends for one.
+	get(ctx context.Context) (*generation, error)
+	// failed reports that a dial through g was refused; a source that
+	// follows a container checks whether the container is still there.
+	failed(g *generation)
+	close()
+}
+
+// staticSource is one namespace for the proxy's life: the current one, or
+// one given with --netns or --pid.
+type staticSource struct{ g *generation }
+
+func (s staticSource) get(context.Context) (*generation, error) { return s.g, nil }
+func (s staticSource) failed(*generation)                        {}
+func (s staticSource) close()                                    { s.g.sockets.Close() }
+
+// containerSource follows the hook's records of one container: it enters
+// the namespace of the newest live record whose name matches, and switches
+// when the container is replaced (restart: new id, pid and netns).
+type containerSource struct {
+	name    string
+	uid     int
+	dir     *hook.StateDir
+	watch   *hook.Watcher
+	timeout time.Duration // --container-timeout
+	log     *logrus.Entry
+
+	scanMu sync.Mutex // serialises rescan; guards warned
+
+	mu      sync.Mutex
+	cur     *generation
+	changed chan struct{} // closed and replaced whenever cur changes
+	warned  map[string]bool
+	seen    bool // a generation was ever found
+	start   time.Time
+}
+
+func newContainerSource(name string, uid int, dir *hook.StateDir, timeout time.Duration, log *logrus.Entry) (*containerSource, error) {
+	w, err := dir.Watch()
+	if err != nil {
+		return nil, err
+	}
+	s := &containerSource{name: name, uid: uid, dir: dir, watch: w, timeout: timeout, log: log,
+		changed: make(chan struct{}), warned: make(map[string]bool), start: time.Now()}
+	s.rescan()
+	go func() {
+		for range w.C {
+			s.rescan()
+		}
+	}()
+	return s, nil
+}
+
+func (s *containerSource) close() {
+	s.watch.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil {
+		s.cur.sockets.Close()
+		s.cur = nil
+	}
+}
+
+// rescan reads the records and switches to the newest live one of our
+// container. Records of other uids, and records that fail verification, are
+// logged once and never entered.
+func (s *containerSource) rescan() {
+	s.scanMu.Lock()
+	defer s.scanMu.Unlock()
+	recs, errs := s.dir.List()
+	for _, err := range errs {
+		s.warnOnce(err.Error(), "ignoring unreadable record")
+	}
+	var pick *hook.Record
+	for _, r := range recs {
+		if !r.Matches(s.name) {
+			continue
+		}
+		if r.UID != s.uid {
+			s.warnOnce("uid:"+r.ID, fmt.Sprintf("ignoring record %s: it belongs to uid %d, not %d", r.ID, r.UID, s.uid))
+			continue
+		}
+		if !r.Alive() {
+			continue // poststop has not run (yet): the process is gone
+		}
+		pick = r
+		break // List is newest first
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pick != nil && s.cur != nil && s.cur.rec.ID == pick.ID && s.cur.rec.PID == pick.PID {
+		return
+	}
+	if pick == nil && s.cur == nil {
+		return
+	}
+	old := s.cur
+	s.cur = nil
+	if pick != nil {
+		g, err := s.enter(pick)
+		if err != nil {
+			s.warnOnce("enter:"+pick.ID, err.Error())
+		} else {
+			s.cur = g
+			s.seen = true
+		}
+	}
+	if old != nil {
+		// Sockets already made keep their namespace; only new ones stop.
+		old.sockets.Close()
+		if s.cur == nil {
+			s.log.WithFields(logrus.Fields{"container": old.rec.ID[:12], "pid": old.rec.PID}).Info("container gone; waiting for it to start again")
+		}
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// enter verifies rec against the live process before entering anything:
+// the pid must still have the recorded start time (not a recycled pid) and
+// its network namespace the recorded device and inode.
+func (s *containerSource) enter(rec *hook.Record) (*generation, error) {
+	fields := logrus.Fields{"container": rec.ID[:12], "name": rec.Name, "pid": rec.PID}
+	h, err := ns.OpenNetNSOfPID(rec.PID)
+	if err != nil {
+		return nil, fmt.Errorf("container %s (pid %d): %w", rec.Name, rec.PID, err)
+	}
+	defer h.Close()
+	if !h.Is(rec.NetNSDev, rec.NetNSIno) {
+		return nil, fmt.Errorf("refusing container %s: pid %d is in network namespace %d:%d, the record says %d:%d",
+			rec.Name, rec.PID, h.Dev, h.Ino, rec.NetNSDev, rec.NetNSIno)
+	}
+	if st, err := ns.StartTime(rec.PID); err != nil || st != rec.PIDStart {
+		return nil, fmt.Errorf("refusing container %s: pid %d was reused (start time %d, the record says %d)", rec.Name, rec.PID, st, rec.PIDStart)
+	}
+	sockets, err := ns.Enter(h)
+	if err != nil {
+		return nil, fmt.Errorf("enter network namespace of container %s (pid %d): %w", rec.Name, rec.PID, err)
+	}
+	s.log.WithFields(fields).Info("container found; entered its network namespace")
+	return newGeneration(sockets, rec, fmt.Sprintf("%s (pid %d)", rec.Name, rec.PID)), nil
+}
+
+func (s *containerSource) warnOnce(key, msg string) {
+	if s.warned[key] {
+		return
+	}
+	s.warned[key] = true
+	s.log.Warn(msg)
+}
+
+var errNoContainer = errors.New("container did not appear")
+
+func (s *containerSource) get(ctx context.Context) (*generation, error) {
+	for {
+		s.mu.Lock()
+		g, ch := s.cur, s.changed
+		s.mu.Unlock()
+		if g != nil {
+			return g, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: no live record of container %q in %s", errNoContainer, s.name, s.dir.Path)
+		}
+	}
+}
+
+func (s *containerSource) failed(g *generation) {
+	if g.rec != nil && !g.rec.Alive() {
+		s.rescan()
+	}
+}
+
+// neverSeen reports whether no container was found within the timeout.
+func (s *containerSource) neverSeen() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.seen && time.Since(s.start) > s.timeout
+}

@@ -1,0 +1,286 @@
+// Command bro-proxy carries socket-activated connections straight into a
+// container's network namespace.
+//
+// It inherits its listening sockets from systemd (LISTEN_FDS), finds the
+// container through the record bro-hook wrote (or a namespace given with
+// --pid or --netns, or its own namespace, as a drop-in for
+// systemd-socket-proxyd), and connects each client to TARGET inside that
+// namespace, copying bytes in the kernel. Rootless, it needs no privilege:
+// a helper joins the user's own rootless user namespace to create sockets.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/brothaman/brothaman-go/internal/version"
+	"github.com/brothaman/brothaman-go/pkg/fdpass"
+	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/ns"
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+type options struct {
+	container        string
+	pid              int
+	netns            string
+	containerTimeout time.Duration
+	connectTimeout   time.Duration
+	connectionsMax   int
+	exitIdle         time.Duration
+	drainTimeout     time.Duration
+	logLevel         string
+	targets          targetFlags
+	target           string
+	version          bool
+}
+
+const usage = `usage: bro-proxy [OPTIONS] [TARGET]
+
+Proxy connections on sockets inherited from systemd (LISTEN_FDS) to TARGET
+(HOST:PORT or a unix socket path) as seen inside the backend's network
+namespace:
+  --container NAME   the container bro-hook recorded (name, unit or id);
+                     waits for it to start, follows it across restarts
+  --pid PID          the network namespace of process PID
+  --netns PATH       a network namespace file (/run/netns/NAME)
+  (none)             this process's own namespace, like systemd-socket-proxyd
+
+Options:
+`
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{containerTimeout: 60 * time.Second, connectTimeout: 30 * time.Second,
+		connectionsMax: 4096, drainTimeout: 10 * time.Second}
+	fs := flag.NewFlagSet("bro-proxy", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	fs.StringVar(&o.container, "container", "", "follow the container `NAME` (or id, or quadlet unit) through bro-hook's records")
+	fs.IntVar(&o.pid, "pid", 0, "dial inside the network namespace of `PID`")
+	fs.StringVar(&o.netns, "netns", "", "dial inside the network namespace file `PATH`")
+	fs.Var(durationFlag{&o.containerTimeout}, "container-timeout", "how long a client waits for the container to appear")
+	fs.Var(durationFlag{&o.connectTimeout}, "connect-timeout", "how long a client waits for the backend to accept")
+	fs.IntVar(&o.connectionsMax, "connections-max", o.connectionsMax, "concurrent connections; beyond it, stop accepting (`N`)")
+	fs.IntVar(&o.connectionsMax, "c", o.connectionsMax, "short for --connections-max")
+	fs.Var(durationFlag{&o.exitIdle}, "exit-idle-time", "exit after this long without connections (0: never)")
+	fs.Var(durationFlag{&o.drainTimeout}, "drain-timeout", "on SIGTERM, how long open connections may finish")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warning or error")
+	fs.Var(&o.targets, "target", "`[NAME=]HOST:PORT` for the inherited socket named NAME, or for the next one in order; repeatable")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.version {
+		return o, nil
+	}
+	switch fs.NArg() {
+	case 0:
+	case 1:
+		o.target = fs.Arg(0)
+	default:
+		return nil, fmt.Errorf("want at most one TARGET, got %d arguments", fs.NArg())
+	}
+	given := 0
+	for _, set := range []bool{o.container != "", o.pid != 0, o.netns != ""} {
+		if set {
+			given++
+		}
+	}
+	if given > 1 {
+		return nil, errors.New("give at most one of --container, --pid and --netns")
+	}
+	if o.pid < 0 {
+		return nil, fmt.Errorf("--pid %d: want a process id", o.pid)
+	}
+	if o.connectionsMax < 1 {
+		return nil, fmt.Errorf("--connections-max %d: want at least 1", o.connectionsMax)
+	}
+	if o.target == "" && len(o.targets.named) == 0 && len(o.targets.positional) == 0 {
+		return nil, errors.New("no target: give TARGET or --target")
+	}
+	return o, nil
+}
+
+func main() {
+	if ns.IsHelper() {
+		ns.RunHelper() // never returns
+	}
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bro-proxy: %v\n", err)
+		os.Exit(2)
+	}
+	if o.version {
+		fmt.Println("bro-proxy", version.Version)
+		return
+	}
+	log := newLogger(o.logLevel)
+	if err := run(o, log); err != nil {
+		log.Error(err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(level string) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	// Under systemd the journal stamps each line itself.
+	_, journal := os.LookupEnv("JOURNAL_STREAM")
+	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: journal, FullTimestamp: true})
+	lvl, err := logrus.ParseLevel(level)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bro-proxy: --log-level %q: want debug, info, warning or error\n", level)
+		os.Exit(2)
+	}
+	log.SetLevel(lvl)
+	return log
+}
+
+func run(o *options, logger *logrus.Logger) error {
+	log := logrus.NewEntry(logger)
+	fds, err := fdpass.Listen()
+	if err != nil {
+		return err
+	}
+	listeners, err := inheritListeners(fds, o.targets, o.target)
+	if err != nil {
+		return err
+	}
+	raiseNoFile(o.connectionsMax, log)
+	src, err := newSource(o, log)
+	if err != nil {
+		for _, l := range listeners {
+			l.ln.Close()
+		}
+		return err
+	}
+	defer src.close()
+	p := &Proxy{
+		Listeners: listeners, Source: src, ConnectTimeout: o.connectTimeout,
+		ContainerTimeout: o.containerTimeout, MaxConns: o.connectionsMax, IdleExit: o.exitIdle,
+		DrainTimeout: o.drainTimeout, Log: log,
+		Status: func(s string) { daemon.SdNotify(false, "STATUS="+s) },
+	}
+	for _, l := range listeners {
+		log.WithFields(logrus.Fields{"socket": l.name, "listen": l.ln.Addr().String(), "target": l.target.String()}).Info("listening")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	daemon.SdNotify(false, "READY=1\nSTATUS="+p.StatusLine())
+	err = p.Serve(ctx)
+	daemon.SdNotify(false, "STOPPING=1")
+	return err
+}
+
+func newSource(o *options, log *logrus.Entry) (source, error) {
+	switch {
+	case o.container != "":
+		uid, err := hook.HostUID()
+		if err != nil {
+			return nil, err
+		}
+		path, err := hook.StateDirPath()
+		if err != nil {
+			return nil, err
+		}
+		dir, err := hook.OpenStateDir(path, true)
+		if err != nil {
+			return nil, err
+		}
+		log = log.WithField("follow", o.container)
+		s, err := newContainerSource(o.container, uid, dir, o.containerTimeout, log)
+		if err != nil {
+			dir.Close()
+			return nil, err
+		}
+		return s, nil
+	case o.pid != 0:
+		return pidSource(o.pid, log)
+	case o.netns != "":
+		h, err := ns.Open(o.netns)
+		if err != nil {
+			return nil, err
+		}
+		defer h.Close()
+		s, err := ns.Enter(h)
+		if err != nil {
+			return nil, fmt.Errorf("enter network namespace %s: %w", o.netns, err)
+		}
+		return staticSource{newGeneration(s, nil, "netns "+o.netns)}, nil
+	default:
+		return staticSource{newGeneration(ns.Current(), nil, "own network namespace")}, nil
+	}
+}
+
+// pidSource enters the network namespace of pid. If bro-hook recorded a
+// container with this pid, the namespace and start time must match the
+// record; the namespace must in any case belong to this user (ns.Enter).
+func pidSource(pid int, log *logrus.Entry) (source, error) {
+	start, err := ns.StartTime(pid)
+	if err != nil {
+		return nil, fmt.Errorf("--pid %d: %w", pid, err)
+	}
+	h, err := ns.OpenNetNSOfPID(pid)
+	if err != nil {
+		return nil, fmt.Errorf("--pid %d: %w", pid, err)
+	}
+	defer h.Close()
+	if again, err := ns.StartTime(pid); err != nil || again != start {
+		return nil, fmt.Errorf("--pid %d: the process exited while its namespace was opened", pid)
+	}
+	if path, err := hook.StateDirPath(); err == nil {
+		if dir, err := hook.OpenStateDir(path, false); err == nil {
+			recs, _ := dir.List()
+			dir.Close()
+			for _, r := range recs {
+				if r.PID != pid {
+					continue
+				}
+				if r.PIDStart != start {
+					return nil, fmt.Errorf("--pid %d: start time %d does not match the record of container %s (%d): pid reused", pid, start, r.Name, r.PIDStart)
+				}
+				if !h.Is(r.NetNSDev, r.NetNSIno) {
+					return nil, fmt.Errorf("--pid %d: network namespace %d:%d does not match the record of container %s (%d:%d)", pid, h.Dev, h.Ino, r.Name, r.NetNSDev, r.NetNSIno)
+				}
+			}
+		}
+	}
+	s, err := ns.Enter(h)
+	if err != nil {
+		return nil, fmt.Errorf("enter network namespace of pid %d: %w", pid, err)
+	}
+	log.WithField("pid", pid).Info("entered network namespace")
+	return staticSource{newGeneration(s, nil, "pid "+strconv.Itoa(pid))}, nil
+}
+
+// raiseNoFile lifts the soft descriptor limit so that --connections-max fits:
+// each connection holds two sockets and, while copying, two splice pipes.
+func raiseNoFile(conns int, log *logrus.Entry) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	want := uint64(conns)*6 + 64
+	if lim.Cur >= want {
+		return
+	}
+	lim.Cur = min(want, lim.Max)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		log.WithError(err).Warn("cannot raise the open file limit")
+		return
+	}
+	if lim.Cur < want {
+		log.WithFields(logrus.Fields{"limit": lim.Cur, "want": want}).Warn("open file limit below what --connections-max needs")
+	}
+}

@@ -50,8 +50,8 @@ type source interface {
 type staticSource struct{ g *generation }
 
 func (s staticSource) get(context.Context) (*generation, error) { return s.g, nil }
-func (s staticSource) failed(*generation)                        {}
-func (s staticSource) close()                                    { s.g.sockets.Close() }
+func (s staticSource) failed(*generation)                       {}
+func (s staticSource) close()                                   { s.g.sockets.Close() }
 
 // containerSource follows the hook's records of one container: it enters
 // the namespace of the newest live record whose name matches, and switches

@@ -46,7 +46,9 @@ func NewRecord(s *State, hostUID int) (*Record, error) {
 		return nil, fmt.Errorf("container %s: %w", short(s.ID), err)
 	}
 	defer h.Close()
-	if self, err := ns.Open("/proc/self/ns/net"); err == nil {
+	// thread-self: another thread of this process may sit in another
+	// namespace (a locked thread), and /proc/self names the main thread.
+	if self, err := ns.Open("/proc/thread-self/ns/net"); err == nil {
 		same := self.Equal(h)
 		self.Close()
 		if same {

@@ -17,7 +17,7 @@ import (
 type Target struct {
 	Network string // "tcp", "udp" or "unix"
 	Addr    string // "127.0.0.1:5432", "[::1]:53" or a socket path
-	sa      unix.Sockaddr
+	ap      netip.AddrPort // tcp, udp
 	domain  int
 	sotype  int
 }
@@ -35,7 +35,7 @@ func ParseTarget(network, addr string) (Target, error) {
 		if len(addr) >= 108 {
 			return t, fmt.Errorf("target %q: socket path longer than 107 bytes", addr)
 		}
-		t.sa, t.domain, t.sotype = &unix.SockaddrUnix{Name: addr}, unix.AF_UNIX, unix.SOCK_STREAM
+		t.domain, t.sotype = unix.AF_UNIX, unix.SOCK_STREAM
 		return t, nil
 	case "tcp", "udp":
 	default:
@@ -61,13 +61,27 @@ func ParseTarget(network, addr string) (Target, error) {
 	if network == "udp" {
 		t.sotype = unix.SOCK_DGRAM
 	}
-	if ip.Is4() || ip.Is4In6() {
-		t.sa, t.domain = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ip.Unmap().As4()}, unix.AF_INET
-	} else {
-		t.sa, t.domain = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ip.As16()}, unix.AF_INET6
+	ap = netip.AddrPortFrom(ip.Unmap(), ap.Port())
+	t.ap, t.domain = ap, unix.AF_INET6
+	if ap.Addr().Is4() {
+		t.domain = unix.AF_INET
 	}
 	t.Addr = ap.String()
 	return t, nil
+}
+
+// sockaddr builds a new address on every call: unix.Connect writes into the
+// Sockaddr it is given, so one must never be shared between dials.
+func (t Target) sockaddr() unix.Sockaddr {
+	switch t.domain {
+	case unix.AF_UNIX:
+		return &unix.SockaddrUnix{Name: t.Addr}
+	case unix.AF_INET:
+		return &unix.SockaddrInet4{Port: int(t.ap.Port()), Addr: t.ap.Addr().As4()}
+	case unix.AF_INET6:
+		return &unix.SockaddrInet6{Port: int(t.ap.Port()), Addr: t.ap.Addr().As16()}
+	}
+	return nil
 }
 
 func (t Target) String() string { return t.Network + ":" + t.Addr }
@@ -80,7 +94,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 // The error wraps the errno, so errors.Is(err, unix.ECONNREFUSED) tells a
 // backend that is not listening yet.
 func Dial(ctx context.Context, s Sockets, t Target) (net.Conn, error) {
-	if t.sa == nil {
+	sa := t.sockaddr()
+	if sa == nil {
 		return nil, errors.New("dial: target not parsed with ParseTarget")
 	}
 	fd, err := s.Socket(t.domain, t.sotype|unix.SOCK_NONBLOCK, 0)
@@ -89,7 +104,7 @@ func Dial(ctx context.Context, s Sockets, t Target) (net.Conn, error) {
 	}
 	f := os.NewFile(uintptr(fd), t.String())
 	defer f.Close()
-	if err := connect(ctx, f, t.sa); err != nil {
+	if err := connect(ctx, f, sa); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", t, err)
 	}
 	c, err := net.FileConn(f)

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/ns"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// fakeContainer is a process in a network namespace of its own with a
+// server on 127.0.0.1:port inside that answers every connection with its
+// greeting: what a Network=none container is to bro-proxy. Root only.
+type fakeContainer struct {
+	cmd  *exec.Cmd
+	port int
+}
+
+func startFakeContainer(t *testing.T, greeting string) *fakeContainer {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces") // CI runs as root
+	}
+	cmd := exec.Command("unshare", "--net", "sh", "-c", "ip link set lo up && exec sleep 600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	// Wait until the child has its own namespace and exec'd sleep.
+	self, _ := ns.Open("/proc/thread-self/ns/net")
+	defer self.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h, err := ns.OpenNetNSOfPID(pid)
+		if err == nil {
+			other := !h.Equal(self)
+			h.Close()
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			if other && strings.TrimSpace(string(comm)) == "sleep" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("child did not enter its own network namespace")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	lnc := make(chan net.Listener)
+	errc := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends in the child's namespace
+		h, err := ns.OpenNetNSOfPID(pid)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer h.Close()
+		if err := unix.Setns(h.Fd(), unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			errc <- err
+			return
+		}
+		lnc <- ln
+	}()
+	var ln net.Listener
+	select {
+	case ln = <-lnc:
+	case err := <-errc:
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, greeting)
+			c.Close()
+		}
+	}()
+	return &fakeContainer{cmd: cmd, port: ln.Addr().(*net.TCPAddr).Port}
+}
+
+func (f *fakeContainer) record(t *testing.T, id, name string) *hook.Record {
+	t.Helper()
+	st := &hook.State{State: specs.State{ID: id, Pid: f.cmd.Process.Pid,
+		Annotations: map[string]string{hook.AnnotationKey: fmt.Sprint(f.port)}}}
+	r, err := hook.NewRecord(st, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Name = name
+	return r
+}
+
+func greet(t *testing.T, s source, port int) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	g, err := s.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	tg, _ := ns.ParseTarget("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	c, err := ns.Dial(ctx, g.sockets, tg)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+func openTestStateDir(t *testing.T) *hook.StateDir {
+	t.Helper()
+	p := t.TempDir()
+	os.Chmod(p, 0o700)
+	d, err := hook.OpenStateDir(p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestContainerSourceFollowsRestart(t *testing.T) {
+	a := startFakeContainer(t, "first")
+	dir := openTestStateDir(t)
+	src, err := newContainerSource("web", 0, dir, time.Second, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.close()
+	// No record yet: a client waits, then gives up with errNoContainer.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err = src.get(ctx)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), `container did not appear: no live record of container "web"`) {
+		t.Fatalf("get without a record = %v", err)
+	}
+	ra := a.record(t, "aaaaaaaaaaaaaaaa", "web")
+	if err := dir.Write(ra); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := greet(t, src, a.port); err != nil || got != "first" {
+		t.Fatalf("through the first container: %q, %v; want first", got, err)
+	}
+	// The container restarts: a new process in a new namespace, a new record;
+	// poststop removes the old one.
+	b := startFakeContainer(t, "second")
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+	if err := dir.Write(b.record(t, "bbbbbbbbbbbbbbbb", "web")); err != nil {
+		t.Fatal(err)
+	}
+	dir.Remove(ra.ID)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		got, err := greet(t, src, b.port)
+		if err == nil && got == "second" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart: %q, %v; want second", got, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestContainerSourceRefusals(t *testing.T) {
+	c := startFakeContainer(t, "hello")
+	tests := []struct {
+		name   string
+		mangle func(*hook.Record)
+	}{
+		{"another user's record", func(r *hook.Record) { r.UID = 4242 }},
+		{"netns does not match", func(r *hook.Record) { r.NetNSIno++ }},
+		{"pid reused", func(r *hook.Record) { r.PIDStart-- }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := openTestStateDir(t)
+			r := c.record(t, "cccccccccccccccc", "web")
+			tt.mangle(r)
+			if err := dir.Write(r); err != nil {
+				t.Fatal(err)
+			}
+			src, err := newContainerSource("web", 0, dir, time.Second, testLog(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.close()
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			if g, err := src.get(ctx); err == nil {
+				t.Fatalf("entered %s despite: %s", g.desc, tt.name)
+			}
+		})
+	}
+}

@@ -15,8 +15,8 @@ import (
 
 // Target is a resolved address to dial inside a namespace.
 type Target struct {
-	Network string // "tcp", "udp" or "unix"
-	Addr    string // "127.0.0.1:5432", "[::1]:53" or a socket path
+	Network string         // "tcp", "udp" or "unix"
+	Addr    string         // "127.0.0.1:5432", "[::1]:53" or a socket path
 	ap      netip.AddrPort // tcp, udp
 	domain  int
 	sotype  int

@@ -46,8 +46,8 @@ func (p Port) String() string {
 	return fmt.Sprintf("%s:%d/%s", p.Listen(), p.ContainerPort, p.Proto)
 }
 
-// ParsePorts parses a bro.activate value: one or more comma-separated entries of
-// the form [[ip:]hostPort:]containerPort[/tcp|/udp], as Podman's PublishPort=.
+// ParsePorts parses a bro.activate value: one or more entries, separated by
+// commas or white space, of the form [[ip:]hostPort:]containerPort[/tcp|/udp], as Podman's PublishPort=.
 // A missing ip is 127.0.0.1, a missing hostPort is containerPort, a missing
 // protocol is tcp. It returns an *AnnotationError naming the value and the rule
 // for anything else, including an empty value, an empty entry and two entries
@@ -58,8 +58,8 @@ func ParsePorts(value string) ([]Port, error) {
 	}
 	var ports []Port
 	seen := make(map[string]string)
-	for _, entry := range strings.Split(value, ",") {
-		p, err := parseEntry(strings.TrimSpace(entry))
+	for _, entry := range splitEntries(value) {
+		p, err := parseEntry(entry)
 		if err != nil {
 			return nil, &AnnotationError{Value: value, Entry: entry, Reason: err.Error()}
 		}
@@ -72,6 +72,23 @@ func ParsePorts(value string) ([]Port, error) {
 		ports = append(ports, p)
 	}
 	return ports, nil
+}
+
+// splitEntries splits on commas and on runs of white space. Podman 4.3 reads
+// --annotation as a comma-separated list (a pflag StringSlice), so on such a
+// Podman `Annotation=bro.activate=5432,8080` never reaches the container
+// whole; `Annotation="bro.activate=5432 8080"` does. An empty entry between
+// two commas is kept, and refused.
+func splitEntries(value string) []string {
+	var out []string
+	for _, piece := range strings.Split(value, ",") {
+		f := strings.Fields(piece)
+		if len(f) == 0 {
+			out = append(out, "")
+		}
+		out = append(out, f...)
+	}
+	return out
 }
 
 func parseEntry(entry string) (Port, error) {
@@ -173,7 +190,7 @@ type AnnotationError struct {
 }
 
 func (e *AnnotationError) Error() string {
-	if strings.Contains(e.Value, ",") {
+	if len(splitEntries(e.Value)) > 1 {
 		return fmt.Sprintf("invalid %s=%q: entry %q: %s; want %s", AnnotationKey, e.Value, e.Entry, e.Reason, PortRule)
 	}
 	return fmt.Sprintf("invalid %s=%q: %s; want %s", AnnotationKey, e.Value, e.Reason, PortRule)

@@ -21,6 +21,7 @@ func TestParsePorts(t *testing.T) {
 		{"ipv6 udp", "[::1]:53:5353/udp", []Port{{netip.MustParseAddr("::1"), 53, 5353, "udp"}}},
 		{"list", "5432, 8080:80/tcp,53/udp", []Port{
 			{lo, 5432, 5432, "tcp"}, {lo, 8080, 80, "tcp"}, {lo, 53, 53, "udp"}}},
+		{"space separated (Podman 4.3 splits --annotation on commas)", "5432 8080:80", []Port{{lo, 5432, 5432, "tcp"}, {lo, 8080, 80, "tcp"}}},
 		{"same port both protocols", "53/tcp,53/udp", []Port{{lo, 53, 53, "tcp"}, {lo, 53, 53, "udp"}}},
 		{"bounds", "1:65535", []Port{{lo, 1, 65535, "tcp"}}},
 	}

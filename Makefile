@@ -26,6 +26,7 @@ build:
 	@mkdir -p $(OUT)
 	$(GOBUILD) -o $(OUT)/ ./cmd/...
 	CGO_ENABLED=0 $(GOBUILD) -o $(OUT)/bro-testserver ./test/testserver
+	$(GOBUILD) -o $(OUT)/broload ./test/broload
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/brothaman $(DESTDIR)$(HOOKSDIR) \

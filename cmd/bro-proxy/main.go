@@ -281,6 +281,6 @@ func raiseNoFile(conns int, log *logrus.Entry) {
 		return
 	}
 	if lim.Cur < want {
-		log.WithFields(logrus.Fields{"limit": lim.Cur, "want": want}).Warn("open file limit below what --connections-max needs")
+		log.WithFields(logrus.Fields{"limit": lim.Cur, "want": want}).Info("open file limit below what --connections-max may need (LimitNOFILE=)")
 	}
 }

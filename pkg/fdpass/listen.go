@@ -55,6 +55,9 @@ func (e Environ) Parse(pid int) (n int, names []string, err error) {
 	if err != nil || n < 0 || n > maxListenFDs {
 		return 0, nil, fmt.Errorf("LISTEN_FDS=%q: want a number of descriptors in 0-%d", e.FDs, maxListenFDs)
 	}
+	if n == 0 { // "00", "+0", "-0": no descriptors, as for "0"
+		return 0, nil, ErrNoListenFDs
+	}
 	names = make([]string, n)
 	for i := range names {
 		names[i] = "unknown"

@@ -48,12 +48,14 @@ func NewRecord(s *State, hostUID int) (*Record, error) {
 	defer h.Close()
 	// thread-self: another thread of this process may sit in another
 	// namespace (a locked thread), and /proc/self names the main thread.
-	if self, err := ns.Open("/proc/thread-self/ns/net"); err == nil {
-		same := self.Equal(h)
-		self.Close()
-		if same {
-			return nil, fmt.Errorf("container %s shares the host's network namespace (Network=host?): %s needs a container with its own", short(s.ID), AnnotationKey)
-		}
+	self, err := ns.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", short(s.ID), err)
+	}
+	same := self.Equal(h)
+	self.Close()
+	if same {
+		return nil, fmt.Errorf("container %s shares the host's network namespace (Network=host?): %s needs a container with its own", short(s.ID), AnnotationKey)
 	}
 	// The start time is read again after the namespace is open: if it still
 	// matches, the namespace belongs to the process we identified.
@@ -123,8 +125,7 @@ func (d *StateDir) RemoveStale() []string {
 // Alive reports whether the recorded process still runs: same pid, same start
 // time.
 func (r *Record) Alive() bool {
-	st, err := ns.StartTime(r.PID)
-	return err == nil && st == r.PIDStart
+	return ns.Alive(r.PID, r.PIDStart)
 }
 
 func short(id string) string {

@@ -173,7 +173,7 @@ func (d *StateDir) readFile(name string) (*Record, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("decode record %s/%s: %w", d.Path, name, err)
 	}
-	if r.ID+recordSuffix != name {
+	if !validID(r.ID) || r.ID+recordSuffix != name {
 		return nil, fmt.Errorf("record %s/%s holds id %q", d.Path, name, r.ID)
 	}
 	if r.Version != RecordVersion {

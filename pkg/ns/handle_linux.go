@@ -113,6 +113,22 @@ func StartTime(pid int) (uint64, error) {
 	return parseStartTime(data)
 }
 
+// Alive reports whether pid runs and is the process that started at start:
+// not gone, not a zombie waiting to be reaped, not a recycled pid.
+func Alive(pid int, start uint64) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	st, err := parseStartTime(data)
+	if err != nil || st != start {
+		return false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	f := bytes.Fields(data[i+1:])
+	return len(f) > 0 && f[0][0] != 'Z' && f[0][0] != 'X'
+}
+
 func parseStartTime(stat []byte) (uint64, error) {
 	// comm (field 2) is in parentheses and may hold spaces and ')': the
 	// fields after it start after the last ')'.

@@ -1,0 +1,316 @@
+package hook
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brothaman/brothaman-go/pkg/ns"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// startSleeper runs `sleep 60`, in a new network namespace if newNetNS, and
+// returns its pid once the process is sleep (after unshare's exec, so the
+// namespace is in place). It is killed and reaped when the test ends.
+func startSleeper(t *testing.T, newNetNS bool) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	if newNetNS {
+		requireRoot(t) // a throwaway netns needs CAP_SYS_ADMIN; CI runs as root
+		cmd = exec.Command("unshare", "--net", "sleep", "60")
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && string(comm) == "sleep\n" {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v did not become sleep within 5s (comm %q, %v)", cmd.Args, comm, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func stateFor(id string, pid int, annotation string) *State {
+	s := &State{specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid}}
+	if annotation != "" {
+		s.Annotations = map[string]string{AnnotationKey: annotation, "io.container.manager": "libpod"}
+	}
+	return s
+}
+
+func TestNewRecord(t *testing.T) {
+	pid := startSleeper(t, true)
+	start, err := ns.StartTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	mustDo(t, unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st))
+
+	// A bundle in containers/storage's layout, with a config.json that names
+	// the netns Podman made, as for bridge and slirp4netns networks.
+	root := newGraphRoot(t, []storageEntry{{ID: testID, Names: []string{"systemd-web"}}}, nil)
+	withNetNSPath := bundleOf(root, testID)
+	writeJSON(t, filepath.Join(withNetNSPath, "config.json"), specs.Spec{Version: specs.Version, Linux: &specs.Linux{
+		Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace, Path: "/run/netns/netns-test"}},
+	}})
+	// A config.json that lets the runtime create the netns: no path.
+	withoutPath := t.TempDir()
+	writeJSON(t, filepath.Join(withoutPath, "config.json"), specs.Spec{Linux: &specs.Linux{
+		Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}},
+	}})
+	broken := t.TempDir()
+	mustDo(t, os.WriteFile(filepath.Join(broken, "config.json"), []byte("{"), 0o600))
+
+	procPath := fmt.Sprintf("/proc/%d/ns/net", pid)
+	tests := []struct {
+		name, bundle, wantNetNS, wantName string
+	}{
+		{"no bundle", "", procPath, ""},
+		{"bundle with a netns path", withNetNSPath, "/run/netns/netns-test", "systemd-web"},
+		{"bundle without a netns path", withoutPath, procPath, ""},
+		{"bundle with a broken config", broken, procPath, ""},
+		{"bundle that does not exist", filepath.Join(t.TempDir(), "gone"), procPath, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := stateFor(testID, pid, "5432, 8080:80/udp")
+			s.Bundle = tt.bundle
+			before := time.Now().UTC()
+			r, err := NewRecord(s, 1001)
+			if err != nil {
+				t.Fatalf("NewRecord: %v", err)
+			}
+			want := &Record{
+				Version:    RecordVersion,
+				ID:         testID,
+				Name:       tt.wantName,
+				Unit:       SystemdUnit(pid),
+				PID:        pid,
+				PIDStart:   start,
+				NetNS:      tt.wantNetNS,
+				NetNSDev:   st.Dev,
+				NetNSIno:   st.Ino,
+				UID:        1001,
+				Annotation: "5432, 8080:80/udp",
+				Ports: []Port{
+					{netip.MustParseAddr("127.0.0.1"), 5432, 5432, "tcp"},
+					{netip.MustParseAddr("127.0.0.1"), 8080, 80, "udp"},
+				},
+				Created: r.Created,
+			}
+			if !reflect.DeepEqual(r, want) {
+				t.Errorf("NewRecord =\n %+v\nwant\n %+v", r, want)
+			}
+			if r.Created.Before(before) || r.Created.After(time.Now().UTC()) || r.Created.Location() != time.UTC {
+				t.Errorf("Created = %v; want a UTC time during the call", r.Created)
+			}
+			if !r.Alive() {
+				t.Errorf("Alive() of the new record = false; want true")
+			}
+			// The record survives a round trip through the state directory.
+			d := newStateDir(t)
+			mustDo(t, d.Write(r))
+			got, err := d.Read(testID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, r) {
+				t.Errorf("Read = %+v; want %+v", got, r)
+			}
+		})
+	}
+}
+
+func TestNewRecordErrors(t *testing.T) {
+	hostPID := startSleeper(t, false)
+	gone := deadPID(t)
+	shortID := testID[:12]
+	tests := []struct {
+		name  string
+		state *State
+		want  string
+		is    error
+	}{
+		{
+			name:  "host network namespace",
+			state: stateFor(testID, hostPID, "8080"),
+			want:  "container " + shortID + " shares the host's network namespace (Network=host?): bro.activate needs a container with its own",
+		},
+		{
+			name:  "the hook's own process",
+			state: stateFor("abc", os.Getpid(), "8080"),
+			want:  "container abc shares the host's network namespace (Network=host?): bro.activate needs a container with its own",
+		},
+		{
+			name:  "pid 0",
+			state: stateFor(testID, 0, "8080"),
+			want:  "container " + shortID + ": state has no pid (stage must be prestart or createRuntime)",
+		},
+		{
+			name:  "negative pid",
+			state: stateFor(testID, -5, "8080"),
+			want:  "container " + shortID + ": state has no pid (stage must be prestart or createRuntime)",
+		},
+		{
+			name:  "dead pid",
+			state: stateFor(testID, gone, "8080"),
+			want:  fmt.Sprintf("container %s: process %d is gone: read start time of pid %d: open /proc/%d/stat: no such file or directory", shortID, gone, gone, gone),
+			is:    os.ErrNotExist,
+		},
+		{
+			name:  "no annotation",
+			state: stateFor(testID, hostPID, ""),
+			want:  "container has no bro.activate annotation",
+			is:    ErrNoAnnotation,
+		},
+		{
+			name:  "other annotations only",
+			state: &State{specs.State{ID: testID, Pid: hostPID, Annotations: map[string]string{"bro.activate.extra": "1"}}},
+			want:  "container has no bro.activate annotation",
+			is:    ErrNoAnnotation,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := NewRecord(tt.state, 0)
+			if err == nil {
+				t.Fatalf("NewRecord = %+v; want error %q", r, tt.want)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("NewRecord error\n got %s\nwant %s", err, tt.want)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("NewRecord error %v does not wrap %v", err, tt.is)
+			}
+		})
+	}
+}
+
+func TestNewRecordMalformedAnnotation(t *testing.T) {
+	// The annotation is checked first: Podman shows this error to the user
+	// whatever else is wrong with the state.
+	for _, pid := range []int{0, os.Getpid()} {
+		for _, value := range []string{"", "abc", "0", "5432,5432", "[::1]:80"} {
+			t.Run(fmt.Sprintf("%q pid %d", value, pid), func(t *testing.T) {
+				s := &State{specs.State{ID: testID, Pid: pid, Annotations: map[string]string{AnnotationKey: value}}}
+				_, err := NewRecord(s, 0)
+				var ae *AnnotationError
+				if !errors.As(err, &ae) {
+					t.Fatalf("NewRecord(%q) error %v (%T); want an *AnnotationError", value, err, err)
+				}
+				if ae.Value != value {
+					t.Errorf("AnnotationError.Value = %q; want %q", ae.Value, value)
+				}
+				if _, perr := ParsePorts(value); perr == nil || err.Error() != perr.Error() {
+					t.Errorf("NewRecord error %q; want ParsePorts's %q", err, perr)
+				}
+			})
+		}
+	}
+}
+
+func TestRecordAlive(t *testing.T) {
+	pid := startSleeper(t, false)
+	start, err := ns.StartTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := deadPID(t)
+	tests := []struct {
+		name string
+		rec  Record
+		want bool
+	}{
+		{"live process", Record{PID: pid, PIDStart: start}, true},
+		{"recycled pid (start time differs)", Record{PID: pid, PIDStart: start + 1}, false},
+		{"dead pid", Record{PID: gone, PIDStart: start}, false},
+		{"pid 0", Record{PID: 0}, false},
+		{"negative pid", Record{PID: -1}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.rec.Alive(); got != tt.want {
+				t.Errorf("Alive() of pid %d start %d = %v; want %v", tt.rec.PID, tt.rec.PIDStart, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRemoveStale(t *testing.T) {
+	pid := startSleeper(t, false)
+	start, err := ns.StartTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := deadPID(t)
+	d := newStateDir(t)
+	records := []struct {
+		id         string
+		pid        int
+		start      uint64
+		wantRemove bool
+	}{
+		{"live", pid, start, false},
+		{"dead", gone, start, true},
+		{"recycled", pid, start - 1, true},
+		{"live-too", pid, start, false},
+	}
+	var wantRemoved []string
+	for _, r := range records {
+		rec := testRecord(r.id)
+		rec.PID, rec.PIDStart = r.pid, r.start
+		mustDo(t, d.Write(rec))
+		if r.wantRemove {
+			wantRemoved = append(wantRemoved, r.id)
+		}
+	}
+	// A file that is not a record is neither removed nor a reason to stop.
+	mustDo(t, os.WriteFile(filepath.Join(d.Path, "junk.json"), []byte("{"), 0o600))
+
+	removed := d.RemoveStale()
+	sort.Strings(removed)
+	sort.Strings(wantRemoved)
+	if !reflect.DeepEqual(removed, wantRemoved) {
+		t.Errorf("RemoveStale() = %q; want %q", removed, wantRemoved)
+	}
+	assertOnlyFiles(t, d.Path, "junk.json", "live.json", "live-too.json")
+	if again := d.RemoveStale(); len(again) != 0 {
+		t.Errorf("second RemoveStale() = %q; want nothing", again)
+	}
+}
+
+func TestShort(t *testing.T) {
+	tests := []struct{ id, want string }{
+		{"", ""},
+		{"abc", "abc"},
+		{strings.Repeat("a", 12), strings.Repeat("a", 12)},
+		{testID, testID[:12]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			if got := short(tt.id); got != tt.want {
+				t.Errorf("short(%q) = %q; want %q", tt.id, got, tt.want)
+			}
+		})
+	}
+}

@@ -18,7 +18,7 @@ OUT     := bin
 # stage of a file, and the hook takes its stage from its arguments.
 HOOKSTAGES := prestart poststop
 
-.PHONY: all build install uninstall test bats lint clean demo demo-clean bench
+.PHONY: all build install uninstall test bats lint check rig clean demo demo-clean bench
 
 all: build
 
@@ -61,6 +61,13 @@ bats: build
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) vet ./...
+
+# Everything CI runs, from a fresh machine: the rig (idempotent), the
+# installed project, static checks, Go tests, every bats suite. As root.
+check: rig install lint test bats
+
+rig:
+	bash test/rig/rig-up.sh
 
 clean:
 	rm -rf $(OUT)

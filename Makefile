@@ -69,5 +69,12 @@ check: rig install lint test bats
 rig:
 	bash test/rig/rig-up.sh
 
+# The main job, for real: PostgreSQL socket-activated through bro-proxy.
+demo:
+	bash test/demo/demo.sh
+
+demo-clean:
+	bash test/demo/clean.sh
+
 clean:
 	rm -rf $(OUT)

@@ -63,6 +63,7 @@ type containerSource struct {
 	watch   *hook.Watcher
 	timeout time.Duration // --container-timeout
 	log     *logrus.Entry
+	starter *unitStarter // --start-unit, or nil
 
 	scanMu sync.Mutex // serialises rescan; guards warned
 
@@ -196,10 +197,15 @@ var errNoContainer = errors.New("container did not appear")
 func (s *containerSource) get(ctx context.Context) (*generation, error) {
 	for {
 		s.mu.Lock()
-		g, ch := s.cur, s.changed
+		g, ch, seen := s.cur, s.changed, s.seen
 		s.mu.Unlock()
 		if g != nil {
 			return g, nil
+		}
+		// At the first activation the activator's Wants= is starting the
+		// unit already; afterwards nobody would.
+		if seen || time.Since(s.start) > minKickInterval {
+			s.starter.kick()
 		}
 		select {
 		case <-ch:

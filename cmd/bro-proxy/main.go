@@ -31,6 +31,7 @@ import (
 
 type options struct {
 	container        string
+	startUnit        string
 	pid              int
 	netns            string
 	containerTimeout time.Duration
@@ -64,6 +65,7 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("bro-proxy", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	fs.StringVar(&o.container, "container", "", "follow the container `NAME` (or id, or quadlet unit) through bro-hook's records")
+	fs.StringVar(&o.startUnit, "start-unit", "", "with --container: start `UNIT` (systemctl start --no-block) when a client waits for a container that is not running")
 	fs.IntVar(&o.pid, "pid", 0, "dial inside the network namespace of `PID`")
 	fs.StringVar(&o.netns, "netns", "", "dial inside the network namespace file `PATH`")
 	fs.Var(durationFlag{&o.containerTimeout}, "container-timeout", "how long a client waits for the container to appear")
@@ -96,6 +98,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if given > 1 {
 		return nil, errors.New("give at most one of --container, --pid and --netns")
+	}
+	if o.startUnit != "" && o.container == "" {
+		return nil, errors.New("--start-unit needs --container")
 	}
 	if o.pid < 0 {
 		return nil, fmt.Errorf("--pid %d: want a process id", o.pid)
@@ -203,6 +208,9 @@ func newSource(o *options, log *logrus.Entry) (source, error) {
 		if err != nil {
 			dir.Close()
 			return nil, err
+		}
+		if o.startUnit != "" {
+			s.starter = &unitStarter{unit: o.startUnit, log: log}
 		}
 		return s, nil
 	case o.pid != 0:

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/quadlet"
+	"github.com/brothaman/brothaman-go/pkg/units"
+)
+
+// unitSet is what both modes write: the files, their names for --remove, and
+// the units to stop and enable.
+type unitSet interface {
+	Files() ([]units.File, error)
+	Paths() []string
+}
+
+func runActivate(args []string, direct bool) int {
+	cmd := "bro-activate"
+	if direct {
+		cmd = "bro-activate-direct"
+	}
+	o, err := parseOptions(args, direct, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return fail(cmd, err)
+	}
+	if err := activate(o, os.Stdout, os.Stderr); err != nil {
+		return fail(cmd, err)
+	}
+	return 0
+}
+
+func activate(o *options, stdout, stderr io.Writer) error {
+	if err := quadlet.ValidateName(o.name); err != nil {
+		return err
+	}
+	env := quadlet.EnvFromProcess()
+	env.Rootless = o.user
+	dirs := env.Dirs()
+	sc := systemctl{user: o.user, stderr: stderr, skip: o.noSystemctl}
+	if o.remove {
+		return remove(o, dirs, sc, stdout)
+	}
+	path, err := quadlet.Find(o.name, dirs)
+	if err != nil {
+		return err
+	}
+	c, err := quadlet.Load(path, dirs)
+	if err != nil {
+		return err
+	}
+	ports, addAnnotation, err := choosePorts(o, c, stderr)
+	if err != nil {
+		return err
+	}
+	set, socket := unitsFor(o, c, ports)
+	files, err := set.Files()
+	if err != nil {
+		return err
+	}
+	if o.dryRun {
+		for _, f := range files {
+			fmt.Fprintf(stdout, "# %s\n%s\n", filepath.Join(o.unitDir, f.Path), f.Data)
+		}
+		if addAnnotation {
+			fmt.Fprintf(stdout, "# %s: would add\n%s\nAnnotation=%s=%s\n", path, quadlet.AddedMarker, hook.AnnotationKey, hook.FormatPorts(ports))
+		}
+		return nil
+	}
+	if err := units.Write(o.unitDir, files, o.force); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w (use --force to replace, --remove to delete)", err)
+		}
+		return err
+	}
+	for _, f := range files {
+		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(o.unitDir, f.Path))
+	}
+	if addAnnotation {
+		if err := quadlet.AddAnnotation(path, hook.AnnotationKey, hook.FormatPorts(ports)); err != nil {
+			// Leave nothing half-done: the units without the annotation
+			// would start a proxy that never finds its container.
+			units.Remove(o.unitDir, set.Paths())
+			return err
+		}
+		fmt.Fprintf(stdout, "added Annotation=%s=%s to %s\n", hook.AnnotationKey, hook.FormatPorts(ports), path)
+	}
+	fmt.Fprintf(stdout, "next: %s && %s\n", sc.command("daemon-reload"), sc.command("enable", "--now", socket))
+	return nil
+}
+
+// choosePorts takes the ports from the flags, else from the annotation, and
+// reports whether the annotation must be added to the quadlet (it is missing
+// and the OCI hook needs it to record the container for bro-proxy).
+func choosePorts(o *options, c *quadlet.Container, stderr io.Writer) ([]hook.Port, bool, error) {
+	value, annotated := c.Annotation(hook.AnnotationKey)
+	if len(o.listens) == 0 && len(o.targets) == 0 {
+		if !annotated {
+			return nil, false, fmt.Errorf("no ports for %s: it has no Annotation=%s=… and no --listen or --target was given", c.Path, hook.AnnotationKey)
+		}
+		ports, err := hook.ParsePorts(value)
+		if err != nil {
+			return nil, false, fmt.Errorf("read ports of %s: %w", c.Path, err)
+		}
+		return ports, false, nil
+	}
+	ports, err := portsFromFlags(o.listens, o.targets)
+	if err != nil {
+		return nil, false, err
+	}
+	if annotated && value != hook.FormatPorts(ports) && !o.direct {
+		fmt.Fprintf(stderr, "warning: %s has Annotation=%s=%s; the units use the flags' %s\n", c.Path, hook.AnnotationKey, value, hook.FormatPorts(ports))
+	}
+	return ports, !annotated && !o.direct, nil
+}
+
+func unitsFor(o *options, c *quadlet.Container, ports []hook.Port) (unitSet, string) {
+	if o.direct {
+		return units.Direct{Name: o.name, Ports: ports, SourcePath: c.Path}, o.name + ".socket"
+	}
+	a := units.Activator{Name: o.name, Suffix: o.suffix, ContainerName: c.ContainerName, Ports: ports,
+		Proxy: o.proxy, ConnectionsMax: o.connectionsMax, IdleStop: o.idleStop, SourcePath: c.Path}
+	return a, a.Unit() + ".socket"
+}
+
+// remove stops and deletes what bro-activate wrote for NAME, and the
+// annotation it added. The quadlet may be gone already; that is no error.
+func remove(o *options, dirs []string, sc systemctl, stdout io.Writer) error {
+	var set unitSet
+	var stop []string
+	if o.direct {
+		// The container holds the listening socket it inherited: the port
+		// stays open until NAME.service stops too.
+		set, stop = units.Direct{Name: o.name}, []string{o.name + ".socket", o.name + ".service"}
+	} else {
+		a := units.Activator{Name: o.name, Suffix: o.suffix}
+		set, stop = a, []string{a.Unit() + ".socket", a.Unit() + ".service"}
+	}
+	if o.dryRun {
+		for _, p := range set.Paths() {
+			fmt.Fprintf(stdout, "would remove %s\n", filepath.Join(o.unitDir, p))
+		}
+		return nil
+	}
+	// Refuse before stopping anything if a file is not ours.
+	if _, err := units.Ours(o.unitDir, set.Paths()); err != nil {
+		return err
+	}
+	sc.run(append([]string{"disable", "--now"}, stop[0])...)
+	if len(stop) > 1 {
+		sc.run(append([]string{"stop"}, stop[1:]...)...)
+	}
+	removed, err := units.Remove(o.unitDir, set.Paths())
+	for _, p := range removed {
+		fmt.Fprintf(stdout, "removed %s\n", p)
+	}
+	if err != nil {
+		return err
+	}
+	// Another activator (--service-name) may still need the annotation;
+	// only the default one takes it away again.
+	if !o.direct && o.suffix == units.DefaultSuffix {
+		if path, err := quadlet.Find(o.name, dirs); err == nil {
+			if ok, err := quadlet.RemoveAnnotation(path); err != nil {
+				return err
+			} else if ok {
+				fmt.Fprintf(stdout, "removed the annotation bro-activate added to %s\n", path)
+			}
+		}
+	}
+	if len(removed) == 0 {
+		fmt.Fprintf(stdout, "nothing to remove for %s in %s\n", o.name, o.unitDir)
+	}
+	sc.run("daemon-reload")
+	return nil
+}

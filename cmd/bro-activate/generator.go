@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/quadlet"
+	"github.com/brothaman/brothaman-go/pkg/units"
+)
+
+// runGenerator is bro-generator NORMAL_DIR [EARLY_DIR LATE_DIR]. It exits 0
+// whatever a quadlet holds: a generator's failure is reported for the whole
+// daemon-reload, so one bad quadlet is logged (stderr reaches the journal or
+// kmsg) and skipped.
+func runGenerator(argv0 string, args []string) int {
+	if len(args) < 1 || len(args) > 3 {
+		fmt.Fprintln(os.Stderr, "usage: bro-generator NORMAL_DIR [EARLY_DIR LATE_DIR] (run by systemd at daemon-reload)")
+		return 2
+	}
+	user := generatorIsUser(argv0, os.Getenv("SYSTEMD_SCOPE"))
+	env := quadlet.EnvFromProcess()
+	env.Rootless = user
+	generate(args[0], env.Dirs(), unitDir(user), defaultProxy(), os.Stderr)
+	return 0
+}
+
+// generatorIsUser tells a user generator from a system one: systemd 251 and
+// later say so in $SYSTEMD_SCOPE; older ones only by the directory the link
+// was run from.
+func generatorIsUser(argv0, scope string) bool {
+	switch scope {
+	case "user":
+		return true
+	case "system":
+		return false
+	}
+	return strings.Contains(argv0, "user-generators") || os.Getuid() != 0
+}
+
+// generate writes NAME-activator.socket/.service into out for every quadlet
+// in dirs with a bro.activate annotation, and links each socket into
+// sockets.target.wants so it listens at once. Quadlets whose direct-mode
+// socket bro-activate-direct wrote into adminDir are skipped: both would
+// listen on the same port.
+func generate(out string, dirs []string, adminDir, proxy string, log io.Writer) {
+	found := quadlet.FindAll(dirs)
+	names := make([]string, 0, len(found))
+	for n := range found {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := generateOne(out, name, found[name], dirs, adminDir, proxy); err != nil {
+			fmt.Fprintf(log, "bro-generator: skipping %s: %v\n", found[name], err)
+		}
+	}
+}
+
+func generateOne(out, name, path string, dirs []string, adminDir, proxy string) error {
+	if quadlet.ValidateName(name) != nil {
+		return nil // quadlet itself rejects or ignores it; not ours to judge
+	}
+	c, err := quadlet.Load(path, dirs)
+	if err != nil {
+		return err
+	}
+	value, ok := c.Annotation(hook.AnnotationKey)
+	if !ok {
+		return nil
+	}
+	ports, err := hook.ParsePorts(value)
+	if err != nil {
+		return err
+	}
+	if ours, _ := units.Ours(adminDir, []string{name + ".socket"}); len(ours) > 0 {
+		return fmt.Errorf("%s is in direct mode (%s)", name, ours[0])
+	}
+	a := units.Activator{Name: name, ContainerName: c.ContainerName, Ports: ports,
+		Proxy: proxy, SourcePath: path, Generated: true}
+	files, err := a.Files()
+	if err != nil {
+		return err
+	}
+	if err := units.Write(out, files, true); err != nil {
+		return err
+	}
+	wants := filepath.Join(out, "sockets.target.wants")
+	if err := os.MkdirAll(wants, 0o755); err != nil {
+		return fmt.Errorf("link %s: %w", a.Unit()+".socket", err)
+	}
+	link := filepath.Join(wants, a.Unit()+".socket")
+	os.Remove(link) // a rerun into the same directory (by hand) replaces it
+	if err := os.Symlink(filepath.Join(out, a.Unit()+".socket"), link); err != nil {
+		return fmt.Errorf("link %s: %w", link, err)
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package units
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/brothaman/brothaman-go/pkg/hook"
+)
+
+// SuffixRule is the rule for --service-name, quoted in its error.
+const SuffixRule = "1-32 characters of a-z A-Z 0-9 _ -"
+
+var suffixRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,32}$`)
+
+// Activator describes NAME-SUFFIX.socket and NAME-SUFFIX.service: a socket
+// on the host and bro-proxy carrying its connections into the container of
+// NAME.service.
+type Activator struct {
+	Name           string
+	Suffix         string // "" is DefaultSuffix
+	ContainerName  string // Podman's name of the container, for bro-proxy --container
+	Ports          []hook.Port
+	Proxy          string        // absolute path of bro-proxy
+	ConnectionsMax int           // 0 is DefaultConnectionsMax
+	IdleStop       time.Duration // 0: bro-proxy never exits idle, the container keeps running
+	SourcePath     string
+	Generated      bool
+}
+
+func (a Activator) common() common {
+	return common{Name: a.Name, Ports: a.Ports, SourcePath: a.SourcePath, Generated: a.Generated}
+}
+
+// Marker, HasTCP: see common; promoted by hand because the templates get an
+// Activator.
+func (a Activator) Marker() string { return a.common().Marker() }
+func (a Activator) HasTCP() bool   { return a.common().HasTCP() }
+
+// Unit is the base name of the activator units, NAME-SUFFIX.
+func (a Activator) Unit() string {
+	if a.Suffix == "" {
+		return a.Name + "-" + DefaultSuffix
+	}
+	return a.Name + "-" + a.Suffix
+}
+
+// Backlog is the socket's accept queue: as long as bro-proxy's connection
+// limit, so clients beyond it wait in the kernel rather than being refused.
+func (a Activator) Backlog() int { return a.connectionsMax() }
+
+func (a Activator) connectionsMax() int {
+	if a.ConnectionsMax <= 0 {
+		return DefaultConnectionsMax
+	}
+	return a.ConnectionsMax
+}
+
+// RemoveCommand is what the header tells the user to run.
+func (a Activator) RemoveCommand() string {
+	if a.Suffix != "" && a.Suffix != DefaultSuffix {
+		return "bro-activate --remove --service-name " + a.Suffix + " " + a.Name
+	}
+	return "bro-activate --remove " + a.Name
+}
+
+// ExecStart is the bro-proxy command line: one --target per port, positional,
+// in the order the socket unit lists (and systemd passes) the fds.
+func (a Activator) ExecStart() string {
+	args := []string{a.Proxy, "--container", a.ContainerName,
+		"--connections-max", fmt.Sprint(a.connectionsMax())}
+	if a.IdleStop > 0 {
+		args = append(args, "--exit-idle-time", Seconds(a.IdleStop))
+	}
+	for _, p := range a.Ports {
+		args = append(args, "--target", p.Target())
+	}
+	for i, s := range args {
+		args[i] = execArg(s)
+	}
+	return strings.Join(args, " ")
+}
+
+// IdleStopConf is the path of the drop-in that lets NAME.service stop with
+// the activator; named after the activator so two activators do not clash.
+func (a Activator) IdleStopConf() string {
+	return filepath.Join(a.Name+".service.d", "50-"+a.Unit()+"-idle-stop.conf")
+}
+
+// Paths lists every file Files can write, drop-in included, for Remove.
+func (a Activator) Paths() []string {
+	return []string{a.Unit() + ".socket", a.Unit() + ".service", a.IdleStopConf()}
+}
+
+// Files renders the activator units, and the StopWhenUnneeded= drop-in for
+// NAME.service when IdleStop is set. It returns a *quadlet.NameError for a bad
+// name and an error naming the value and the rule for a bad suffix, a
+// relative proxy path or a missing container name or port.
+func (a Activator) Files() ([]File, error) {
+	if err := a.common().validate(); err != nil {
+		return nil, err
+	}
+	if a.Suffix != "" && !suffixRE.MatchString(a.Suffix) {
+		return nil, fmt.Errorf("invalid service name suffix %q: want %s", a.Suffix, SuffixRule)
+	}
+	if !filepath.IsAbs(a.Proxy) {
+		return nil, fmt.Errorf("invalid bro-proxy path %q: want an absolute path", a.Proxy)
+	}
+	if a.ContainerName == "" {
+		return nil, fmt.Errorf("render units for %s: no container name", a.Name)
+	}
+	kinds := []struct{ path, tmpl string }{
+		{a.Unit() + ".socket", "activator.socket.tmpl"},
+		{a.Unit() + ".service", "activator.service.tmpl"},
+	}
+	if a.IdleStop > 0 {
+		kinds = append(kinds, struct{ path, tmpl string }{a.IdleStopConf(), "idle-stop.conf.tmpl"})
+	}
+	var files []File
+	for _, k := range kinds {
+		data, err := render(k.tmpl, a)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, File{Path: k.path, Data: data})
+	}
+	return files, nil
+}

@@ -1,0 +1,64 @@
+package units
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSystemdAnalyzeVerify runs systemd-analyze verify on every golden case,
+// when it is installed: root verifies as system units, others with --user.
+// Any output fails the test too, since verify only warns about unknown keys.
+func TestSystemdAnalyzeVerify(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	// verify checks that ExecStart= is executable; any executable will do.
+	proxy, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, files := range goldenCases(t, proxy) {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := Write(dir, files, false); err != nil {
+				t.Fatal(err)
+			}
+			if d, ok := files[0], strings.HasPrefix(name, "direct"); ok {
+				// A direct socket activates the quadlet's NAME.service, which
+				// quadlet generates; verify refuses a socket without it.
+				unit := filepath.Join(dir, strings.TrimSuffix(d.Path, ".socket")+".service")
+				if err := os.WriteFile(unit, []byte("[Service]\nExecStart="+proxy+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var args []string
+			if os.Getuid() != 0 {
+				args = append(args, "--user")
+			}
+			args = append(args, "verify")
+			for _, f := range files {
+				p := filepath.Join(dir, f.Path)
+				if strings.HasSuffix(f.Path, ".conf") {
+					// A drop-in is verified through the unit it extends:
+					// a stand-in NAME.service in the same directory.
+					unit := filepath.Join(dir, strings.TrimSuffix(filepath.Dir(f.Path), ".d"))
+					if err := os.WriteFile(unit, []byte("[Service]\nExecStart="+proxy+"\n"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					p = unit
+				}
+				args = append(args, p)
+			}
+			cmd := exec.Command(analyze, args...)
+			cmd.Dir = dir
+			out, err := cmd.CombinedOutput()
+			if err != nil || len(out) > 0 {
+				t.Errorf("systemd-analyze %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		})
+	}
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bats
+# 320-direct: bro-activate-direct NAME writes NAME.socket; the first
+# connection starts the quadlet's own NAME.service and Podman passes the
+# socket into the container (LISTEN_FDS), where bro-testserver answers. No
+# bro-proxy runs.
+
+load helpers
+
+TESTSERVER_IMAGE=${TESTSERVER_IMAGE:-localhost/bro-testserver:bats}
+BRO_TESTSERVER=${BRO_TESTSERVER:-$BATS_TEST_DIRNAME/../../bin/bro-testserver}
+
+# build_testserver_image: the static test server in an image FROM scratch,
+# built offline by the rig user from test/testserver/Containerfile.
+build_testserver_image() {
+  local ctx
+  [[ -x $BRO_TESTSERVER ]] || fail "no $BRO_TESTSERVER (make build)"
+  ctx=$(user_tmpdir "$RIG_USER")/image
+  install -d -o "$RIG_USER" "$ctx"
+  install -o "$RIG_USER" -m 0755 "$BRO_TESTSERVER" "$ctx/bro-testserver"
+  install -o "$RIG_USER" -m 0644 "$BATS_TEST_DIRNAME/../testserver/Containerfile" "$ctx/Containerfile"
+  run_user_podman 0 build -q -t "$TESTSERVER_IMAGE" -f "$ctx/Containerfile" "$ctx"
+}
+
+# ask PORT LINE: send LINE to 127.0.0.1:PORT, print the first line of the reply.
+ask() {
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  timeout 30 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "%s\n" "$2" >&3 && IFS= read -r l <&3 && printf "%s\n" "$l"' bash "$1" "$2"
+}
+
+setup() {
+  bro_setup
+  requires root user_manager bro
+  UNIT_DIR=$(getent passwd "$RIG_USER" | cut -d: -f6)/.config/systemd/user
+  build_testserver_image
+}
+
+teardown() { bro_teardown; }
+
+@test "direct mode: the container itself answers on NAME.socket, no bro-proxy" {
+  local p=$BRO_TEST_PREFIX port
+  port=$(free_port)
+  write_quadlet "$RIG_USER" "$p.container" "[Container]
+Image=$TESTSERVER_IMAGE
+ContainerName=$p
+Network=none"
+  run_cmd 0 as_user "$RIG_USER" "$BRO_ACTIVATE_DIRECT" --listen "127.0.0.1:$port" "$p"
+  assert_line "wrote $UNIT_DIR/$p.socket"
+  assert_line "next: systemctl --user daemon-reload && systemctl --user enable --now $p.socket"
+  run_cmd 0 user_systemctl daemon-reload
+  # the socket activates quadlet's generated NAME.service: verify them together
+  run_cmd 0 as_user "$RIG_USER" systemd-analyze --user verify "$UNIT_DIR/$p.socket" \
+    "/run/user/$(id -u "$RIG_USER")/systemd/generator/$p.service"
+  assert_output ""
+  run_cmd 0 user_systemctl enable --now "$p.socket"
+  wait_for_port "$port"
+  run_cmd 0 unit_state "$p.service"
+  assert_output inactive
+
+  run_cmd 0 ask "$port" "hello"
+  assert_output "testserver: hello"
+  run_cmd 0 ask "$port" "whoami"
+  # pid 1 in its own pid namespace: the container's process, handed the socket
+  assert_output --regexp "^testserver: pid=1 hostname=[0-9a-f]{12} activated=true$"
+  run_cmd 0 unit_state "$p.service"
+  assert_output active
+  # Podman 4.3 passed the fd on and told the container so
+  run_user_podman 0 inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$p"
+  assert_line LISTEN_PID=1
+  assert_line LISTEN_FDS=1
+  assert_line "LISTEN_FDNAMES=tcp-$port"
+  run_cmd 1 pgrep -f "bro-proxy.*$p"
+
+  # the container stops, the socket stays, the next client starts it again
+  run_cmd 0 user_systemctl stop "$p.service"
+  run_cmd 0 ask "$port" "again"
+  assert_output "testserver: again"
+
+  run_cmd 0 as_user "$RIG_USER" "$BRO_ACTIVATE_DIRECT" --remove "$p"
+  assert_line "removed $UNIT_DIR/$p.socket"
+  [[ -z $(ss -Hltn "sport = :$port") ]]
+}
+
+@test "the documented check: systemd-socket-activate + podman run tells a LISTEN_FDS server" {
+  local port
+  port=$(free_port)
+  run_bg as_user "$RIG_USER" "$SOCKET_ACTIVATE" -l "127.0.0.1:$port" \
+    "$PODMAN" run --rm --network none --name "$BRO_TEST_PREFIX" "$TESTSERVER_IMAGE"
+  wait_for_port "$port"
+  run_cmd 0 ask "$port" "whoami"
+  assert_output --regexp "^testserver: pid=1 hostname=[0-9a-f]{12} activated=true$"
+}

@@ -128,7 +128,8 @@ func unitsFor(o *options, c *quadlet.Container, ports []hook.Port) (unitSet, str
 		return units.Direct{Name: o.name, Ports: ports, SourcePath: c.Path}, o.name + ".socket"
 	}
 	a := units.Activator{Name: o.name, Suffix: o.suffix, ContainerName: c.ContainerName, Ports: ports,
-		Proxy: o.proxy, ConnectionsMax: o.connectionsMax, IdleStop: o.idleStop, SourcePath: c.Path}
+		Proxy: o.proxy, ConnectionsMax: o.connectionsMax, IdleStop: o.idleStop, SourcePath: c.Path,
+		AfterReady: c.NotifiesReady()}
 	return a, a.Unit() + ".socket"
 }
 

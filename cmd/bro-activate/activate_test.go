@@ -52,7 +52,7 @@ func TestActivateAddsAnnotationAndRemoves(t *testing.T) {
 		}
 	}
 	svc, _ := os.ReadFile(filepath.Join(udir, "db-activator.service"))
-	if want := "ExecStart=/usr/bin/bro-proxy --container systemd-db --connections-max 4096 --exit-idle-time 30s --target 127.0.0.1:5432\n"; !strings.Contains(string(svc), want) {
+	if want := "ExecStart=/usr/bin/bro-proxy --container systemd-db --start-unit db.service --connections-max 4096 --exit-idle-time 30s --target 127.0.0.1:5432\n"; !strings.Contains(string(svc), want) {
 		t.Errorf("service lacks %q:\n%s", want, svc)
 	}
 	if _, err := os.Stat(filepath.Join(udir, "db.service.d/50-db-activator-idle-stop.conf")); err != nil {

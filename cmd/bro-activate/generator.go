@@ -81,7 +81,7 @@ func generateOne(out, name, path string, dirs []string, adminDir, proxy string) 
 		return fmt.Errorf("%s is in direct mode (%s)", name, ours[0])
 	}
 	a := units.Activator{Name: name, ContainerName: c.ContainerName, Ports: ports,
-		Proxy: proxy, SourcePath: path, Generated: true}
+		Proxy: proxy, SourcePath: path, Generated: true, AfterReady: c.NotifiesReady()}
 	files, err := a.Files()
 	if err != nil {
 		return err

@@ -26,6 +26,22 @@ type Container struct {
 	File          *File             // the merged file, drop-ins applied
 }
 
+// NotifiesReady reports whether the container tells systemd when it is
+// ready (Notify=true or Notify=healthy): then NAME.service turns active when
+// the server is ready, not when its process starts, and an activator may be
+// ordered after it.
+func (c *Container) NotifiesReady() bool {
+	if c.File == nil {
+		return false
+	}
+	v, _ := c.File.Lookup("Container", "Notify")
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "yes", "1", "on", "healthy":
+		return true
+	}
+	return false
+}
+
 // Annotation returns the value of annotation key and whether it is set.
 func (c *Container) Annotation(key string) (string, bool) {
 	v, ok := c.Annotations[key]

@@ -26,8 +26,12 @@ type Activator struct {
 	Proxy          string        // absolute path of bro-proxy
 	ConnectionsMax int           // 0 is DefaultConnectionsMax
 	IdleStop       time.Duration // 0: bro-proxy never exits idle, the container keeps running
-	SourcePath     string
-	Generated      bool
+	// AfterReady orders the activator after NAME.service: set when the
+	// quadlet has Notify=, so the unit turns active when the server is
+	// ready (PostgreSQL accepts connections before it is).
+	AfterReady bool
+	SourcePath string
+	Generated  bool
 }
 
 func (a Activator) common() common {
@@ -69,7 +73,7 @@ func (a Activator) RemoveCommand() string {
 // ExecStart is the bro-proxy command line: one --target per port, positional,
 // in the order the socket unit lists (and systemd passes) the fds.
 func (a Activator) ExecStart() string {
-	args := []string{a.Proxy, "--container", a.ContainerName,
+	args := []string{a.Proxy, "--container", a.ContainerName, "--start-unit", a.Name + ".service",
 		"--connections-max", fmt.Sprint(a.connectionsMax())}
 	if a.IdleStop > 0 {
 		args = append(args, "--exit-idle-time", Seconds(a.IdleStop))

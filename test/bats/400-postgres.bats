@@ -12,7 +12,7 @@ setup() {
 }
 
 @test "PostgreSQL on demand: only the socket listens until psql connects, data survives a restart" {
-  pg_quadlet
+  pg_quadlet Notify=true
   pg_activate
   run_cmd 0 pg_states
   assert_output "inactive active inactive"
@@ -36,7 +36,7 @@ setup() {
 }
 
 @test "Simultaneous cold start: 20 clients at once, all served, one container start" {
-  pg_quadlet
+  pg_quadlet Notify=true
   pg_activate
   local i pids=() fails=0
   for i in $(seq 20); do

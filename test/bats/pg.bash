@@ -60,3 +60,14 @@ pg_sql() {
 
 # activator_log: the activator's journal (bro-proxy's lines).
 activator_log() { user_journalctl -o cat -u "$PG_NAME-activator.service"; }
+
+# wait_unit_down UNIT [TIMEOUT=30]: until the user unit is inactive or failed.
+wait_unit_down() {
+  local deadline=$(( SECONDS + ${2:-30} )) s
+  while (( SECONDS < deadline )); do
+    s=$(unit_state "$1")
+    [[ $s == inactive || $s == failed ]] && return 0
+    sleep 0.2
+  done
+  fail "$1 is still $s after ${2:-30}s" || return
+}

@@ -26,9 +26,9 @@ type Activator struct {
 	Proxy          string        // absolute path of bro-proxy
 	ConnectionsMax int           // 0 is DefaultConnectionsMax
 	IdleStop       time.Duration // 0: bro-proxy never exits idle, the container keeps running
-	// AfterReady orders the activator after NAME.service: set when the
-	// quadlet has Notify=, so the unit turns active when the server is
-	// ready (PostgreSQL accepts connections before it is).
+	// AfterReady binds the activator to NAME.service and orders it after:
+	// set when the quadlet has Notify=, so the unit turns active when the
+	// server is ready (PostgreSQL accepts connections before it is).
 	AfterReady bool
 	SourcePath string
 	Generated  bool

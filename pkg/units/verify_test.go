@@ -27,6 +27,18 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 			if err := Write(dir, files, false); err != nil {
 				t.Fatal(err)
 			}
+			// BindsTo= (activators of Notify= quadlets) needs the bound unit
+			// to exist, as quadlet's NAME.service does; give it a stand-in.
+			for _, f := range files {
+				for _, line := range strings.Split(string(f.Data), "\n") {
+					if bound, ok := strings.CutPrefix(line, "BindsTo="); ok {
+						stand := filepath.Join(dir, bound)
+						if err := os.WriteFile(stand, []byte("[Service]\nExecStart="+proxy+"\n"), 0o644); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
 			if d, ok := files[0], strings.HasPrefix(name, "direct"); ok {
 				// A direct socket activates the quadlet's NAME.service, which
 				// quadlet generates; verify refuses a socket without it.

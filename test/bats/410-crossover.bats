@@ -17,7 +17,7 @@ setup() {
   run_cmd 0 pg_states
   assert_output "inactive active inactive"
   run_cmd 0 pg_sql -u "$CROSS_USER" "select current_user || ' via ' || inet_server_addr()"
-  assert_output "postgres via 127.0.0.1"
+  assert_output "postgres via 127.0.0.1/32"
   run_cmd 0 pg_states
   assert_output "active active active"
 }

@@ -26,7 +26,8 @@ listening() { [[ -n $(ss -Hltn "sport = :$PG_PORT") ]]; }
   assert_output 2
 
   # 2. kill -9 of the container's main process: nothing restarts the quadlet
-  #    (no Restart=); bro-proxy --start-unit does, at the next connection
+  #    (no Restart=); the activator is bound to it and stops too, and the
+  #    next connection starts both again
   run_user_podman 0 inspect -f '{{.State.Pid}}' "$PG_CTR"
   local pid=$output
   kill -9 "$pid"
@@ -46,6 +47,36 @@ listening() { [[ -n $(ss -Hltn "sport = :$PG_PORT") ]]; }
   assert_output 3
   run_cmd 0 user_systemctl show -p MainPID --value "$PG_NAME-activator.service"
   [[ $output != "$proxy" && $output -gt 0 ]] || fail "bro-proxy was not restarted (MainPID $output)"
-  run_cmd 0 activator_log
+}
+
+@test "without Notify=: kill -9 of the container, bro-proxy follows and starts the unit again" {
+  # a server that is ready when it listens: busybox httpd
+  local port www; port=$(free_port); www=$(user_tmpdir "$RIG_USER")
+  as_user "$RIG_USER" sh -c "echo hello > $www/index.html"
+  write_quadlet "$RIG_USER" "$BRO_TEST_PREFIX-web.container" <<EOF
+[Container]
+Image=$BBOX_IMAGE
+ContainerName=$BRO_TEST_PREFIX-web
+Network=none
+Volume=$www:/www:ro
+Annotation=bro.activate=127.0.0.1:$port:8080
+Exec=httpd -f -p 127.0.0.1:8080 -h /www
+EOF
+  run_cmd 0 as_user "$RIG_USER" "$BRO_ACTIVATE" "$BRO_TEST_PREFIX-web"
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 user_systemctl enable --now "$BRO_TEST_PREFIX-web-activator.socket"
+  wait_for_port "$port"
+  run_cmd 0 curl -sS --max-time 30 "http://127.0.0.1:$port/"
+  assert_output hello
+  run_user_podman 0 inspect -f '{{.State.Pid}}' "$BRO_TEST_PREFIX-web"
+  kill -9 "$output"
+  wait_unit_down "$BRO_TEST_PREFIX-web.service"
+  # the proxy kept running and starts the unit for the next client
+  run_cmd 0 unit_state "$BRO_TEST_PREFIX-web-activator.service"
+  assert_output active
+  run_cmd 0 curl -sS --max-time 30 "http://127.0.0.1:$port/"
+  assert_output hello
+  run_cmd 0 user_journalctl -o cat -u "$BRO_TEST_PREFIX-web-activator.service"
   assert_output --partial "container not running: started its unit"
+  assert_output --partial "container gone; waiting for it to start again"
 }

@@ -32,7 +32,7 @@ func goldenCases(t *testing.T, proxy string) map[string][]File {
 			Ports: ports(t, "127.0.0.1:8080:80,[::1]:8443:443/tcp,53/udp"), Proxy: proxy, ConnectionsMax: 256},
 		"idle": Activator{Name: "pg", ContainerName: "pg", Ports: ports(t, "15432:5432"), Proxy: proxy,
 			IdleStop: 90 * time.Second, SourcePath: "/home/u/.config/containers/systemd/pg.container"},
-		"notify": Activator{Name: "pgn", ContainerName: "pgn", Ports: ports(t, "5432"), Proxy: proxy, AfterReady: true},
+		"notify":   Activator{Name: "pgn", ContainerName: "pgn", Ports: ports(t, "5432"), Proxy: proxy, AfterReady: true},
 		"udp-only": Activator{Name: "dns", ContainerName: "dns", Ports: ports(t, "5353/udp"), Proxy: proxy},
 		"generated": Activator{Name: "gen", ContainerName: "systemd-gen", Ports: ports(t, "8080"), Proxy: proxy,
 			Generated: true, SourcePath: "/etc/containers/systemd/gen.container", IdleStop: 1500 * time.Millisecond},

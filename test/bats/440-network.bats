@@ -26,6 +26,7 @@ EOF
   local podman43
   podman43=$("$PODMAN" --version | awk '{print $3}')
   if [[ $podman43 == 4.* ]]; then
+    as_user "$RIG_USER" mkdir -p "$(getent passwd "$RIG_USER" | cut -d: -f6)/.config/systemd/user/$net-network.service.d"
     write_user_unit "$RIG_USER" "$net-network.service.d/podman4.conf" <<EOF
 [Service]
 ExecStart=

@@ -47,7 +47,7 @@ Annotation=bro.activate=$port"
   assert_line "ListenStream=127.0.0.1:$port"
   assert_line "FileDescriptorName=tcp-$port"
   run_cmd 0 cat "$UNIT_DIR/$p-activator.service"
-  assert_line "ExecStart=$BRO_PROXY --container systemd-$p --connections-max 4096 --exit-idle-time 45s --target 127.0.0.1:$port"
+  assert_line "ExecStart=$BRO_PROXY --container systemd-$p --start-unit $p.service --connections-max 4096 --exit-idle-time 45s --target 127.0.0.1:$port"
   assert_line "Wants=$p.service"
   refute_line "After=$p.service"
 

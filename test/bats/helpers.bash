@@ -339,8 +339,9 @@ _bro_user_clean() {
       [[ $u == "$user" && -e $f ]] && rm -f "$f" && removed=1
     done <"$BATS_TEST_TMPDIR/.bro-files"
   fi
+  # -prune + rm -r: a drop-in directory (NAME.service.d/) goes with its files
   f=$(find "$home/.config/containers/systemd" "$home/.config/systemd/user" -maxdepth 2 \
-           -name "$p*" -print -delete 2>/dev/null) || true
+           -name "$p*" -prune -print -exec rm -rf {} + 2>/dev/null) || true
   [[ -n $f ]] && removed=1
   # a reload costs ~0.4 s and reruns every generator: only when needed
   if (( manager )) && [[ -n $removed$units ]]; then

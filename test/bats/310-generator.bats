@@ -46,6 +46,28 @@ FragmentPath=$GEN_DIR/$p-activator.socket"
   assert_output inactive
 }
 
+@test "generator route end to end: only the annotation, the first connection starts the container" {
+  local p=$BRO_TEST_PREFIX port www
+  port=$(free_port)
+  www=$(user_tmpdir "$RIG_USER")
+  as_user "$RIG_USER" sh -c "echo generated-hello > $www/index.html"
+  write_quadlet "$RIG_USER" "$p.container" "[Container]
+Image=$BBOX_IMAGE
+Network=none
+Volume=$www:/www:ro
+Exec=httpd -f -p 127.0.0.1:8080 -h /www
+Annotation=bro.activate=127.0.0.1:$port:8080"
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 user_systemctl start "$p-activator.socket"
+  wait_for_port "$port"
+  run_cmd 0 unit_state "$p.service"
+  assert_output inactive
+  run_cmd 0 curl -sS --max-time 30 "http://127.0.0.1:$port/"
+  assert_output generated-hello
+  run_cmd 0 unit_state "$p.service"
+  assert_output active
+}
+
 @test "units bro-activate wrote take precedence over the generator's" {
   local p=$BRO_TEST_PREFIX
   write_quadlet "$RIG_USER" "$p.container" "[Container]

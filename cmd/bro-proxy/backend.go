@@ -123,7 +123,7 @@ func (s *containerSource) rescan() {
 		if !r.Alive() {
 			// The process is gone or its pid names another process now:
 			// poststop has not run (yet), or never will (conmon killed).
-			s.warnOnce("stale:"+r.ID, fmt.Sprintf("ignoring stale record %s of container %s: pid %d is gone or was reused (start time differs)", short(r.ID), r.Name, r.PID))
+			s.warnOnce("stale:"+r.ID, fmt.Sprintf("ignoring stale record %s of container %s: pid %d is gone or was reused (start time differs)", hook.ShortID(r.ID), r.Name, r.PID))
 			continue
 		}
 		pick = r
@@ -152,7 +152,7 @@ func (s *containerSource) rescan() {
 		// Sockets already made keep their namespace; only new ones stop.
 		old.sockets.Close()
 		if s.cur == nil {
-			s.log.WithFields(logrus.Fields{"container": short(old.rec.ID), "pid": old.rec.PID}).Info("container gone; waiting for it to start again")
+			s.log.WithFields(logrus.Fields{"container": hook.ShortID(old.rec.ID), "pid": old.rec.PID}).Info("container gone; waiting for it to start again")
 		}
 	}
 	close(s.changed)
@@ -163,7 +163,7 @@ func (s *containerSource) rescan() {
 // the pid must still have the recorded start time (not a recycled pid) and
 // its network namespace the recorded device and inode.
 func (s *containerSource) enter(rec *hook.Record) (*generation, error) {
-	fields := logrus.Fields{"container": short(rec.ID), "name": rec.Name, "pid": rec.PID}
+	fields := logrus.Fields{"container": hook.ShortID(rec.ID), "name": rec.Name, "pid": rec.PID}
 	h, err := ns.OpenNetNSOfPID(rec.PID)
 	if err != nil {
 		return nil, fmt.Errorf("container %s (pid %d): %w", rec.Name, rec.PID, err)
@@ -228,9 +228,3 @@ func (s *containerSource) neverSeen() bool {
 	return !s.seen && time.Since(s.start) > s.timeout
 }
 
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}

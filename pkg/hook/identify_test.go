@@ -156,7 +156,7 @@ func TestContainerNameFromStorage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// Nothing above the test binary is conmon, so only storage can answer.
 			if got := ContainerName(tt.bundle, tt.id); got != tt.want {
-				t.Errorf("ContainerName(%s, %s) = %q; want %q", tt.bundle, short(tt.id), got, tt.want)
+				t.Errorf("ContainerName(%s, %s) = %q; want %q", tt.bundle, ShortID(tt.id), got, tt.want)
 			}
 		})
 	}

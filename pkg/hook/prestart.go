@@ -35,32 +35,32 @@ func NewRecord(s *State, hostUID int) (*Record, error) {
 		return nil, err
 	}
 	if s.Pid <= 0 {
-		return nil, fmt.Errorf("container %s: state has no pid (stage must be prestart or createRuntime)", short(s.ID))
+		return nil, fmt.Errorf("container %s: state has no pid (stage must be prestart or createRuntime)", ShortID(s.ID))
 	}
 	start, err := ns.StartTime(s.Pid)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: process %d is gone: %w", short(s.ID), s.Pid, err)
+		return nil, fmt.Errorf("container %s: process %d is gone: %w", ShortID(s.ID), s.Pid, err)
 	}
 	h, err := ns.OpenNetNSOfPID(s.Pid)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", short(s.ID), err)
+		return nil, fmt.Errorf("container %s: %w", ShortID(s.ID), err)
 	}
 	defer h.Close()
 	// thread-self: another thread of this process may sit in another
 	// namespace (a locked thread), and /proc/self names the main thread.
 	self, err := ns.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", short(s.ID), err)
+		return nil, fmt.Errorf("container %s: %w", ShortID(s.ID), err)
 	}
 	same := self.Equal(h)
 	self.Close()
 	if same {
-		return nil, fmt.Errorf("container %s shares the host's network namespace (Network=host?): %s needs a container with its own", short(s.ID), AnnotationKey)
+		return nil, fmt.Errorf("container %s shares the host's network namespace (Network=host?): %s needs a container with its own", ShortID(s.ID), AnnotationKey)
 	}
 	// The start time is read again after the namespace is open: if it still
 	// matches, the namespace belongs to the process we identified.
 	if again, err := ns.StartTime(s.Pid); err != nil || again != start {
-		return nil, fmt.Errorf("container %s: process %d exited while being recorded", short(s.ID), s.Pid)
+		return nil, fmt.Errorf("container %s: process %d exited while being recorded", ShortID(s.ID), s.Pid)
 	}
 	netnsPath := networkNamespacePath(s.Bundle)
 	if netnsPath == "" {
@@ -128,7 +128,8 @@ func (r *Record) Alive() bool {
 	return ns.Alive(r.PID, r.PIDStart)
 }
 
-func short(id string) string {
+// ShortID is the 12-character form of a container id that Podman prints.
+func ShortID(id string) string {
 	if len(id) > 12 {
 		return id[:12]
 	}

@@ -308,8 +308,8 @@ func TestShort(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {
-			if got := short(tt.id); got != tt.want {
-				t.Errorf("short(%q) = %q; want %q", tt.id, got, tt.want)
+			if got := ShortID(tt.id); got != tt.want {
+				t.Errorf("ShortID(%q) = %q; want %q", tt.id, got, tt.want)
 			}
 		})
 	}

@@ -227,4 +227,3 @@ func (s *containerSource) neverSeen() bool {
 	defer s.mu.Unlock()
 	return !s.seen && time.Since(s.start) > s.timeout
 }
-

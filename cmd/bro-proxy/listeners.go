@@ -42,11 +42,29 @@ func (t *targetFlags) Set(v string) error {
 	return nil
 }
 
-// listener is one inherited socket and where its connections go.
+// listener is one inherited socket and where its connections go: a stream
+// listener (TCP, unix) or a datagram socket (UDP, relayed per client flow).
 type listener struct {
-	ln     net.Listener
+	ln     net.Listener   // stream sockets
+	pc     net.PacketConn // datagram sockets
 	name   string
 	target ns.Target
+}
+
+// Close closes our copy; systemd keeps its own, so the socket stays bound.
+func (l listener) Close() error {
+	if l.pc != nil {
+		return l.pc.Close()
+	}
+	return l.ln.Close()
+}
+
+// Addr is the local address the socket is bound to.
+func (l listener) Addr() net.Addr {
+	if l.pc != nil {
+		return l.pc.LocalAddr()
+	}
+	return l.ln.Addr()
 }
 
 // inheritListeners turns the LISTEN_FDS descriptors into listeners, refusing
@@ -57,7 +75,7 @@ func inheritListeners(fds []fdpass.Inherited, targets targetFlags, def string) (
 	var out []listener
 	fail := func(err error) ([]listener, error) {
 		for _, l := range out {
-			l.ln.Close()
+			l.Close()
 		}
 		for _, f := range fds {
 			f.File.Close()
@@ -74,14 +92,17 @@ func inheritListeners(fds []fdpass.Inherited, targets targetFlags, def string) (
 			}
 			return fail(fmt.Errorf("inherited fd %d (%s): %w", fd, f.Name, err))
 		}
-		if sotype == unix.SOCK_DGRAM {
-			return fail(fmt.Errorf("inherited fd %d (%s) is a datagram socket: UDP is not supported by this bro-proxy", fd, f.Name))
-		}
-		if sotype != unix.SOCK_STREAM {
-			return fail(fmt.Errorf("inherited fd %d (%s) is socket type %d: want a stream socket", fd, f.Name, sotype))
-		}
-		if acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc != 1 {
-			return fail(fmt.Errorf("inherited fd %d (%s) is not listening (Accept=yes in the socket unit? use Accept=no)", fd, f.Name))
+		switch sotype {
+		case unix.SOCK_STREAM:
+			if acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc != 1 {
+				return fail(fmt.Errorf("inherited fd %d (%s) is not listening (Accept=yes in the socket unit? use Accept=no)", fd, f.Name))
+			}
+		case unix.SOCK_DGRAM:
+			if domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || (domain != unix.AF_INET && domain != unix.AF_INET6) {
+				return fail(fmt.Errorf("inherited fd %d (%s) is a datagram socket that is not UDP", fd, f.Name))
+			}
+		default:
+			return fail(fmt.Errorf("inherited fd %d (%s) is socket type %d: want a stream or a UDP socket", fd, f.Name, sotype))
 		}
 		addr, how := def, "TARGET argument"
 		if a, ok := targets.named[f.Name]; ok {
@@ -94,19 +115,27 @@ func inheritListeners(fds []fdpass.Inherited, targets targetFlags, def string) (
 			return fail(fmt.Errorf("no target for inherited fd %d (name %q): give TARGET, --target %s=HOST:PORT or one --target per socket", fd, f.Name, f.Name))
 		}
 		network := "tcp"
-		if strings.HasPrefix(addr, "/") {
+		switch {
+		case sotype == unix.SOCK_DGRAM:
+			network = "udp"
+		case strings.HasPrefix(addr, "/"):
 			network = "unix"
 		}
 		t, err := ns.ParseTarget(network, addr)
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", how, err))
 		}
-		ln, err := net.FileListener(f.File)
+		l := listener{name: f.Name, target: t}
+		if sotype == unix.SOCK_DGRAM {
+			l.pc, err = net.FilePacketConn(f.File)
+		} else {
+			l.ln, err = net.FileListener(f.File)
+		}
 		if err != nil {
 			return fail(fmt.Errorf("inherited fd %d (%s): %w", fd, f.Name, err))
 		}
-		f.File.Close() // FileListener holds its own duplicate
-		out = append(out, listener{ln: ln, name: f.Name, target: t})
+		f.File.Close() // net holds its own duplicate
+		out = append(out, l)
 	}
 	for name := range targets.named {
 		if !used[name] {

@@ -71,12 +71,12 @@ func TestInheritListenersRefusals(t *testing.T) {
 		}
 		return fdpass.Inherited{File: f, Name: "file"}
 	}
-	udp := func(t *testing.T) fdpass.Inherited {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	unixgram := func(t *testing.T) fdpass.Inherited {
+		c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "s"), Net: "unixgram"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, _ := c.(*net.UDPConn).File()
+		f, _ := c.File()
 		c.Close()
 		return fdpass.Inherited{File: f, Name: "dns"}
 	}
@@ -104,7 +104,7 @@ func TestInheritListenersRefusals(t *testing.T) {
 		want    string
 	}{
 		{"regular file", regular, targetFlags{}, "127.0.0.1:1", "inherited fd %d (file) is not a socket"},
-		{"datagram", udp, targetFlags{}, "127.0.0.1:1", "inherited fd %d (dns) is a datagram socket: UDP is not supported by this bro-proxy"},
+		{"unix datagram", unixgram, targetFlags{}, "127.0.0.1:1", "inherited fd %d (dns) is a datagram socket that is not UDP"},
 		{"connected", connected, targetFlags{}, "127.0.0.1:1", "inherited fd %d (conn) is not listening (Accept=yes in the socket unit? use Accept=no)"},
 		{"no target", func(t *testing.T) fdpass.Inherited { return inheritedTCP(t, "web") }, targetFlags{}, "",
 			`no target for inherited fd %d (name "web"): give TARGET, --target web=HOST:PORT or one --target per socket`},

@@ -39,6 +39,8 @@ type options struct {
 	connectionsMax   int
 	exitIdle         time.Duration
 	drainTimeout     time.Duration
+	udpIdle          time.Duration
+	udpFlowsMax      int
 	logLevel         string
 	targets          targetFlags
 	target           string
@@ -74,6 +76,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.connectionsMax, "c", o.connectionsMax, "short for --connections-max")
 	fs.Var(durationFlag{&o.exitIdle}, "exit-idle-time", "exit after this long without connections (0: never)")
 	fs.Var(durationFlag{&o.drainTimeout}, "drain-timeout", "on SIGTERM, how long open connections may finish")
+	fs.Var(durationFlag{&o.udpIdle}, "udp-idle-timeout", "a UDP client's flow ends after this long without datagrams (default 60s)")
+	fs.IntVar(&o.udpFlowsMax, "udp-flows-max", 1024, "UDP clients served at once (`N`)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warning or error")
 	fs.Var(&o.targets, "target", "`[NAME=]HOST:PORT` for the inherited socket named NAME, or for the next one in order; repeatable")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
@@ -166,7 +170,7 @@ func run(o *options, logger *logrus.Logger) error {
 	src, err := newSource(o, log)
 	if err != nil {
 		for _, l := range listeners {
-			l.ln.Close()
+			l.Close()
 		}
 		return err
 	}
@@ -174,11 +178,11 @@ func run(o *options, logger *logrus.Logger) error {
 	p := &Proxy{
 		Listeners: listeners, Source: src, ConnectTimeout: o.connectTimeout,
 		ContainerTimeout: o.containerTimeout, MaxConns: o.connectionsMax, IdleExit: o.exitIdle,
-		DrainTimeout: o.drainTimeout, Log: log,
+		DrainTimeout: o.drainTimeout, UDPIdle: o.udpIdle, UDPFlowsMax: o.udpFlowsMax, Log: log,
 		Status: func(s string) { daemon.SdNotify(false, "STATUS="+s) },
 	}
 	for _, l := range listeners {
-		log.WithFields(logrus.Fields{"socket": l.name, "listen": l.ln.Addr().String(), "target": l.target.String()}).Info("listening")
+		log.WithFields(logrus.Fields{"socket": l.name, "listen": l.Addr().String(), "target": l.target.String()}).Info("listening")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

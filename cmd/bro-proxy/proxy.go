@@ -25,14 +25,16 @@ type Proxy struct {
 	MaxConns         int
 	IdleExit         time.Duration // 0: never exit for idleness
 	DrainTimeout     time.Duration // on SIGTERM, how long open connections may finish
+	UDPIdle          time.Duration // a UDP flow without traffic this long ends (0: 60s)
+	UDPFlowsMax      int           // UDP flows at once; datagrams of new clients beyond are dropped (0: 1024)
 	Log              *logrus.Entry
 	// Status, if set, is called with a one-line summary whenever the
 	// counters changed, at most once a second (sd_notify STATUS=).
 	Status func(string)
 
-	sem                 chan struct{}
-	active, total, fail atomic.Int64
-	up, down            atomic.Int64
+	sem                          chan struct{}
+	active, total, fail, refused atomic.Int64
+	up, down                     atomic.Int64
 
 	mu       sync.Mutex
 	idle     *time.Timer
@@ -69,7 +71,11 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.acceptLoop(actx, l, errc)
+			if l.pc != nil {
+				p.relayUDP(actx, l, errc)
+			} else {
+				p.acceptLoop(actx, l, errc)
+			}
 		}()
 	}
 	stopStatus := p.statusLoop()
@@ -96,7 +102,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	p.mu.Unlock()
 	stopAccept()
 	for _, l := range p.Listeners {
-		l.ln.Close() // systemd keeps its own copy: the socket stays bound
+		l.Close() // systemd keeps its own copy: the socket stays bound
 	}
 	wg.Wait()
 	select {
@@ -317,6 +323,6 @@ func (p *Proxy) StatusLine() string {
 	if d, _ := p.lastDesc.Load().(string); d != "" {
 		what = "serving " + d
 	}
-	return fmt.Sprintf("%s: %d active, %d total, %d failed, %d B in, %d B out",
-		what, p.active.Load(), p.total.Load(), p.fail.Load(), p.up.Load(), p.down.Load())
+	return fmt.Sprintf("%s: %d active, %d total, %d failed, %d refused, %d B in, %d B out",
+		what, p.active.Load(), p.total.Load(), p.fail.Load(), p.refused.Load(), p.up.Load(), p.down.Load())
 }

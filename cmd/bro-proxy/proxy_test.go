@@ -285,7 +285,7 @@ func TestStatusLine(t *testing.T) {
 	p.lastDesc.Store("")
 	p.active.Store(2)
 	p.total.Store(7)
-	if got, want := p.StatusLine(), "waiting for the backend: 2 active, 7 total, 0 failed, 0 B in, 0 B out"; got != want {
+	if got, want := p.StatusLine(), "waiting for the backend: 2 active, 7 total, 0 failed, 0 refused, 0 B in, 0 B out"; got != want {
 		t.Errorf("StatusLine = %q; want %q", got, want)
 	}
 	p.lastDesc.Store("pg (pid 4)")

@@ -152,7 +152,8 @@ step "packages"
 PKGS=(podman crun runc uidmap slirp4netns catatonit busybox-static
       dbus-user-session libcap2-bin debootstrap python3 util-linux procps
       systemd bats bats-assert bats-support
-      postgresql-client-15 netcat-openbsd iproute2 curl jq)
+      postgresql-client-15 netcat-openbsd iproute2 curl jq
+      dnsmasq-base bind9-dnsutils)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

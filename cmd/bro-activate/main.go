@@ -15,6 +15,8 @@ func main() {
 			name, args = "bro-activate-direct", args[1:]
 		case "generator":
 			name, args = "bro-generator", args[1:]
+		case "status":
+			os.Exit(runStatus(args[1:], os.Stdout, os.Stderr))
 		}
 	}
 	switch name {

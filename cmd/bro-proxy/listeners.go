@@ -49,6 +49,9 @@ type listener struct {
 	pc     net.PacketConn // datagram sockets
 	name   string
 	target ns.Target
+	// proxyProto is the PROXY protocol version written to the backend
+	// before the client's bytes (0: none).
+	proxyProto int
 }
 
 // Close closes our copy; systemd keeps its own, so the socket stays bound.

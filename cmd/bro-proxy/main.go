@@ -41,8 +41,11 @@ type options struct {
 	drainTimeout     time.Duration
 	udpIdle          time.Duration
 	udpFlowsMax      int
+	idleTimeout      time.Duration
+	keepAlive        time.Duration
 	logLevel         string
 	targets          targetFlags
+	proxyProto       proxyProtoFlags
 	target           string
 	version          bool
 }
@@ -78,8 +81,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.Var(durationFlag{&o.drainTimeout}, "drain-timeout", "on SIGTERM, how long open connections may finish")
 	fs.Var(durationFlag{&o.udpIdle}, "udp-idle-timeout", "a UDP client's flow ends after this long without datagrams (default 60s)")
 	fs.IntVar(&o.udpFlowsMax, "udp-flows-max", 1024, "UDP clients served at once (`N`)")
+	fs.Var(durationFlag{&o.idleTimeout}, "idle-timeout", "close a connection after this long without data either way (0: never)")
+	fs.Var(durationFlag{&o.keepAlive}, "keepalive", "TCP keepalive: first probe after this idle time, then as often, 3 probes (0: Go's default, 15s, on clients)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warning or error")
 	fs.Var(&o.targets, "target", "`[NAME=]HOST:PORT` for the inherited socket named NAME, or for the next one in order; repeatable")
+	fs.Var(&o.proxyProto, "proxy-protocol", "send a PROXY protocol header (`[NAME=]v1|v2`) so the backend sees the client's address; for the socket named NAME, or all; repeatable")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -166,6 +172,13 @@ func run(o *options, logger *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
+	for i := range listeners {
+		listeners[i].proxyProto = o.proxyProto.version(listeners[i].name)
+		if listeners[i].proxyProto != 0 && listeners[i].pc != nil {
+			log.WithField("socket", listeners[i].name).Warn("PROXY protocol is for stream sockets; not sent on this UDP socket")
+			listeners[i].proxyProto = 0
+		}
+	}
 	raiseNoFile(o.connectionsMax, log)
 	src, err := newSource(o, log)
 	if err != nil {
@@ -178,7 +191,8 @@ func run(o *options, logger *logrus.Logger) error {
 	p := &Proxy{
 		Listeners: listeners, Source: src, ConnectTimeout: o.connectTimeout,
 		ContainerTimeout: o.containerTimeout, MaxConns: o.connectionsMax, IdleExit: o.exitIdle,
-		DrainTimeout: o.drainTimeout, UDPIdle: o.udpIdle, UDPFlowsMax: o.udpFlowsMax, Log: log,
+		DrainTimeout: o.drainTimeout, UDPIdle: o.udpIdle, UDPFlowsMax: o.udpFlowsMax,
+		IdleTimeout: o.idleTimeout, KeepAlive: o.keepAlive, Log: log,
 		Status: func(s string) { daemon.SdNotify(false, "STATUS="+s) },
 	}
 	for _, l := range listeners {

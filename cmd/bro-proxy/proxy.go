@@ -27,6 +27,8 @@ type Proxy struct {
 	DrainTimeout     time.Duration // on SIGTERM, how long open connections may finish
 	UDPIdle          time.Duration // a UDP flow without traffic this long ends (0: 60s)
 	UDPFlowsMax      int           // UDP flows at once; datagrams of new clients beyond are dropped (0: 1024)
+	IdleTimeout      time.Duration // close a connection silent both ways this long (0: never)
+	KeepAlive        time.Duration // TCP keepalive idle/interval on both sides (0: Go's default on clients)
 	Log              *logrus.Entry
 	// Status, if set, is called with a one-line summary whenever the
 	// counters changed, at most once a second (sd_notify STATUS=).
@@ -35,6 +37,8 @@ type Proxy struct {
 	sem                          chan struct{}
 	active, total, fail, refused atomic.Int64
 	up, down                     atomic.Int64
+
+	sweeper *idleSweeper
 
 	mu       sync.Mutex
 	idle     *time.Timer
@@ -63,6 +67,10 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	p.lastDesc.Store("")
 	if p.IdleExit > 0 {
 		p.idle = time.AfterFunc(p.IdleExit, p.idleFired)
+	}
+	if p.IdleTimeout > 0 {
+		p.sweeper = newIdleSweeper(p.IdleTimeout)
+		defer p.sweeper.close()
 	}
 	errc := make(chan error, len(p.Listeners)+1)
 	actx, stopAccept := context.WithCancel(ctx)
@@ -207,6 +215,24 @@ func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
 			}
 		}
 		return
+	}
+	if l.proxyProto != 0 {
+		h, err := proxyHeader(l.proxyProto, c.RemoteAddr(), c.LocalAddr())
+		if err == nil {
+			_, err = b.Write(h)
+		}
+		if err != nil {
+			p.fail.Add(1)
+			log.WithError(err).Warn("cannot send the PROXY protocol header; closing client")
+			c.Close()
+			b.Close()
+			return
+		}
+	}
+	setKeepAlive(c, p.KeepAlive)
+	setKeepAlive(b, p.KeepAlive)
+	if p.sweeper != nil {
+		defer p.sweeper.remove(p.sweeper.add(c, b))
 	}
 	log.Debug("connected")
 	up, down, err := pipe(c, b)

@@ -293,3 +293,65 @@ func TestStatusLine(t *testing.T) {
 		t.Errorf("StatusLine = %q; want it to name the backend", got)
 	}
 }
+
+func TestProxyIdleTimeoutClosesSilentConnections(t *testing.T) {
+	backend := listenLoopback(t)
+	echoServer(t, backend)
+	addr, p, _ := startProxy(t, backend.Addr().String(), func(p *Proxy) { p.IdleTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	// Busy: a line every 100 ms for 600 ms keeps it open past the timeout.
+	for i := 0; i < 6; i++ {
+		fmt.Fprintf(c, "tick %d\n", i)
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatalf("busy connection closed after %d ticks: %v", i, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Silent: closed within a few sweeps.
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := r.ReadString('\n'); err == nil {
+		t.Fatal("read data from a connection that should have been closed")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("silent connection closed after %s; want about 300 ms", d)
+	}
+	if a := p.active.Load(); a > 1 {
+		t.Errorf("active = %d", a)
+	}
+}
+
+func TestProxyProtocolHeaderReachesBackend(t *testing.T) {
+	backend := listenLoopback(t)
+	got := make(chan string, 1)
+	go func() {
+		c, err := backend.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		got <- line
+	}()
+	addr, _, _ := startProxy(t, backend.Addr().String(), func(p *Proxy) { p.Listeners[0].proxyProto = 1 })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	local := c.LocalAddr().(*net.TCPAddr)
+	want := fmt.Sprintf("PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n", local.Port, c.RemoteAddr().(*net.TCPAddr).Port)
+	select {
+	case line := <-got:
+		if line != want {
+			t.Fatalf("backend read %q; want %q", line, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no header")
+	}
+}

@@ -7,6 +7,8 @@
 //	broload halfclose ADDR [-n 20]              reply after shutdown(SHUT_WR)?
 //	broload clients ADDR [-n 1000] [--hold D]   N concurrent clients, each echoed
 //
+// faults.go adds the fault modes: backend, probe, reset, slow, stream.
+//
 // Every mode is bounded in time (--timeout) and prints one summary line.
 package main
 
@@ -36,6 +38,16 @@ func main() {
 		err = halfclose(os.Args[2:])
 	case "clients":
 		err = clients(os.Args[2:])
+	case "backend": // faults.go
+		err = backend(os.Args[2:])
+	case "probe":
+		err = probe(os.Args[2:])
+	case "reset":
+		err = reset(os.Args[2:])
+	case "slow":
+		err = slow(os.Args[2:])
+	case "stream":
+		err = stream(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -49,6 +61,7 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "address")
 	afterEOF := fs.Bool("after-eof", false, "read until EOF, then reply once with the byte count")
+	proxyProto := fs.Bool("proxy-protocol", false, "expect a PROXY protocol v1 or v2 header and answer with the client it names")
 	fs.Parse(args)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -67,7 +80,16 @@ func serve(args []string) error {
 				fmt.Fprintf(c, "reply after eof: %d bytes\n", n)
 				return
 			}
-			sc := bufio.NewScanner(c)
+			r := bufio.NewReader(c)
+			if *proxyProto {
+				src, dst, err := readProxyHeader(r)
+				if err != nil {
+					fmt.Fprintf(c, "bad PROXY header: %v\n", err)
+					return
+				}
+				fmt.Fprintf(c, "proxied client=%s dst=%s\n", src, dst)
+			}
+			sc := bufio.NewScanner(r)
 			for sc.Scan() {
 				if _, err := fmt.Fprintf(c, "echo: %s\n", sc.Text()); err != nil {
 					return
@@ -181,4 +203,47 @@ func parseWithAddr(fs *flag.FlagSet, args []string) (string, error) {
 		return "", fmt.Errorf("%s: want exactly one ADDR", fs.Name())
 	}
 	return addr, nil
+}
+
+// readProxyHeader parses a PROXY protocol v1 line or v2 block (the subset
+// bro-proxy sends: TCP over IPv4/IPv6, UNKNOWN, LOCAL).
+func readProxyHeader(r *bufio.Reader) (src, dst string, err error) {
+	sig := "\r\n\r\n\x00\r\nQUIT\n"
+	head, err := r.Peek(12)
+	if err != nil {
+		return "", "", err
+	}
+	if string(head) == sig {
+		var h [16]byte
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return "", "", err
+		}
+		body := make([]byte, int(h[14])<<8|int(h[15]))
+		if _, err := io.ReadFull(r, body); err != nil {
+			return "", "", err
+		}
+		switch {
+		case h[12] == 0x20:
+			return "local", "local", nil
+		case h[13] == 0x11 && len(body) >= 12:
+			return fmt.Sprintf("%s:%d", net.IP(body[0:4]), int(body[8])<<8|int(body[9])),
+				fmt.Sprintf("%s:%d", net.IP(body[4:8]), int(body[10])<<8|int(body[11])), nil
+		case h[13] == 0x21 && len(body) >= 36:
+			return fmt.Sprintf("[%s]:%d", net.IP(body[0:16]), int(body[32])<<8|int(body[33])),
+				fmt.Sprintf("[%s]:%d", net.IP(body[16:32]), int(body[34])<<8|int(body[35])), nil
+		}
+		return "", "", fmt.Errorf("v2 command %#x family %#x not understood", h[12], h[13])
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", "", err
+	}
+	f := strings.Fields(strings.TrimSuffix(line, "\r\n"))
+	switch {
+	case len(f) == 2 && f[0] == "PROXY" && f[1] == "UNKNOWN":
+		return "unknown", "unknown", nil
+	case len(f) == 6 && f[0] == "PROXY":
+		return net.JoinHostPort(f[2], f[4]), net.JoinHostPort(f[3], f[5]), nil
+	}
+	return "", "", fmt.Errorf("v1 line %q not understood", line)
 }

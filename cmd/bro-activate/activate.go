@@ -129,7 +129,9 @@ func unitsFor(o *options, c *quadlet.Container, ports []hook.Port) (unitSet, str
 	}
 	a := units.Activator{Name: o.name, Suffix: o.suffix, ContainerName: c.ContainerName, Ports: ports,
 		Proxy: o.proxy, ConnectionsMax: o.connectionsMax, IdleStop: o.idleStop, SourcePath: c.Path,
-		AfterReady: c.NotifiesReady()}
+		AfterReady: c.NotifiesReady(), UnixListen: o.unixListen, SocketMode: o.socketMode,
+		SocketGroup: o.socketGroup, UnixTarget: o.unixTarget, ProxyProtocol: o.proxyProtocol,
+		ConnIdleTimeout: o.connIdle, KeepAlive: o.keepAlive}
 	return a, a.Unit() + ".socket"
 }
 

@@ -65,6 +65,13 @@ type options struct {
 	unitDir        string
 	proxy          string
 	connectionsMax int
+	unixListen     string
+	socketMode     string
+	socketGroup    string
+	unixTarget     string
+	proxyProtocol  string
+	connIdle       time.Duration
+	keepAlive      time.Duration
 	noSystemctl    bool // set by tests only
 }
 
@@ -86,6 +93,13 @@ func parseOptions(args []string, direct bool, stderr io.Writer) (*options, error
 		fs.StringVar(&o.suffix, "service-name", units.DefaultSuffix, "unit names NAME-`SUFFIX`.socket/.service, for a second activator")
 		fs.StringVar(&o.proxy, "proxy", defaultProxy(), "absolute `path` of bro-proxy")
 		fs.IntVar(&o.connectionsMax, "connections-max", units.DefaultConnectionsMax, "bro-proxy's connection limit, and the socket's Backlog=")
+		fs.StringVar(&o.unixListen, "listen-unix", "", "also listen on the unix socket `PATH` on the host (cross-user access by file permissions)")
+		fs.StringVar(&o.socketMode, "socket-mode", "", "SocketMode= of --listen-unix (default 0660)")
+		fs.StringVar(&o.socketGroup, "socket-group", "", "SocketGroup= of --listen-unix: the `group` allowed to connect")
+		fs.StringVar(&o.unixTarget, "target-unix", "", "connect to the unix socket `PATH` inside the container's filesystem instead of its TCP port")
+		fs.StringVar(&o.proxyProtocol, "proxy-protocol", "", "send a PROXY protocol header (`v1|v2`) so the server sees the client's address")
+		fs.DurationVar(&o.connIdle, "conn-idle-timeout", 0, "close a connection after this `duration` without data either way")
+		fs.DurationVar(&o.keepAlive, "keepalive", 0, "TCP keepalive probes after this `duration` idle, on both sides")
 	}
 	fs.BoolVar(&o.force, "force", false, "replace existing units")
 	fs.BoolVar(&o.remove, "remove", false, "stop and delete the units bro-activate wrote (and the annotation it added; direct mode also stops NAME.service, which holds the socket)")

@@ -64,6 +64,9 @@ type containerSource struct {
 	timeout time.Duration // --container-timeout
 	log     *logrus.Entry
 	starter *unitStarter // --start-unit, or nil
+	// mount: some target is a unix socket path, resolved in the
+	// container's mount namespace (ns.EnterMount).
+	mount bool
 
 	scanMu sync.Mutex // serialises rescan; guards warned
 
@@ -75,12 +78,12 @@ type containerSource struct {
 	start   time.Time
 }
 
-func newContainerSource(name string, uid int, dir *hook.StateDir, timeout time.Duration, log *logrus.Entry) (*containerSource, error) {
+func newContainerSource(name string, uid int, dir *hook.StateDir, timeout time.Duration, mount bool, log *logrus.Entry) (*containerSource, error) {
 	w, err := dir.Watch()
 	if err != nil {
 		return nil, err
 	}
-	s := &containerSource{name: name, uid: uid, dir: dir, watch: w, timeout: timeout, log: log,
+	s := &containerSource{name: name, uid: uid, dir: dir, watch: w, timeout: timeout, log: log, mount: mount,
 		changed: make(chan struct{}), warned: make(map[string]bool), start: time.Now()}
 	s.rescan()
 	go func() {
@@ -176,9 +179,13 @@ func (s *containerSource) enter(rec *hook.Record) (*generation, error) {
 	if st, err := ns.StartTime(rec.PID); err != nil || st != rec.PIDStart {
 		return nil, fmt.Errorf("refusing container %s: pid %d was reused (start time %d, the record says %d)", rec.Name, rec.PID, st, rec.PIDStart)
 	}
-	sockets, err := ns.Enter(h)
+	sockets, err := enterPID(rec.PID, h, s.mount)
 	if err != nil {
 		return nil, fmt.Errorf("enter network namespace of container %s (pid %d): %w", rec.Name, rec.PID, err)
+	}
+	if st, err := ns.StartTime(rec.PID); err != nil || st != rec.PIDStart {
+		sockets.Close()
+		return nil, fmt.Errorf("refusing container %s: pid %d exited while its namespaces were entered", rec.Name, rec.PID)
 	}
 	s.log.WithFields(fields).Info("container found; entered its network namespace")
 	return newGeneration(sockets, rec, fmt.Sprintf("%s (pid %d)", rec.Name, rec.PID)), nil
@@ -226,4 +233,19 @@ func (s *containerSource) neverSeen() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return !s.seen && time.Since(s.start) > s.timeout
+}
+
+// enterPID enters h, the network namespace of pid; with mount, pid's mount
+// namespace too, for unix socket targets inside its filesystem. The caller
+// checks pid's start time after this returns.
+func enterPID(pid int, h *ns.Handle, mount bool) (ns.Sockets, error) {
+	if !mount {
+		return ns.Enter(h)
+	}
+	m, err := ns.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	return ns.EnterMount(h, m)
 }

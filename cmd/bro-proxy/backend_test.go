@@ -142,7 +142,7 @@ func openTestStateDir(t *testing.T) *hook.StateDir {
 func TestContainerSourceFollowsRestart(t *testing.T) {
 	a := startFakeContainer(t, "first")
 	dir := openTestStateDir(t)
-	src, err := newContainerSource("web", 0, dir, time.Second, testLog(t))
+	src, err := newContainerSource("web", 0, dir, time.Second, false, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestContainerSourceRefusals(t *testing.T) {
 			if err := dir.Write(r); err != nil {
 				t.Fatal(err)
 			}
-			src, err := newContainerSource("web", 0, dir, time.Second, testLog(t))
+			src, err := newContainerSource("web", 0, dir, time.Second, false, testLog(t))
 			if err != nil {
 				t.Fatal(err)
 			}

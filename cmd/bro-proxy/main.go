@@ -180,7 +180,11 @@ func run(o *options, logger *logrus.Logger) error {
 		}
 	}
 	raiseNoFile(o.connectionsMax, log)
-	src, err := newSource(o, log)
+	mount := false
+	for _, l := range listeners {
+		mount = mount || l.target.Network == "unix"
+	}
+	src, err := newSource(o, log, mount)
 	if err != nil {
 		for _, l := range listeners {
 			l.Close()
@@ -206,7 +210,11 @@ func run(o *options, logger *logrus.Logger) error {
 	return err
 }
 
-func newSource(o *options, log *logrus.Entry) (source, error) {
+// newSource picks where backend sockets come from. mount: a target is a unix
+// socket path, which --container and --pid resolve inside the process's own
+// filesystem (its mount namespace); --netns and the own namespace resolve it
+// on the host.
+func newSource(o *options, log *logrus.Entry, mount bool) (source, error) {
 	switch {
 	case o.container != "":
 		uid, err := hook.HostUID()
@@ -222,7 +230,7 @@ func newSource(o *options, log *logrus.Entry) (source, error) {
 			return nil, err
 		}
 		log = log.WithField("follow", o.container)
-		s, err := newContainerSource(o.container, uid, dir, o.containerTimeout, log)
+		s, err := newContainerSource(o.container, uid, dir, o.containerTimeout, mount, log)
 		if err != nil {
 			dir.Close()
 			return nil, err
@@ -232,7 +240,7 @@ func newSource(o *options, log *logrus.Entry) (source, error) {
 		}
 		return s, nil
 	case o.pid != 0:
-		return pidSource(o.pid, log)
+		return pidSource(o.pid, log, mount)
 	case o.netns != "":
 		h, err := ns.Open(o.netns)
 		if err != nil {
@@ -252,7 +260,7 @@ func newSource(o *options, log *logrus.Entry) (source, error) {
 // pidSource enters the network namespace of pid. If bro-hook recorded a
 // container with this pid, the namespace and start time must match the
 // record; the namespace must in any case belong to this user (ns.Enter).
-func pidSource(pid int, log *logrus.Entry) (source, error) {
+func pidSource(pid int, log *logrus.Entry, mount bool) (source, error) {
 	start, err := ns.StartTime(pid)
 	if err != nil {
 		return nil, fmt.Errorf("--pid %d: %w", pid, err)
@@ -282,9 +290,13 @@ func pidSource(pid int, log *logrus.Entry) (source, error) {
 			}
 		}
 	}
-	s, err := ns.Enter(h)
+	s, err := enterPID(pid, h, mount)
 	if err != nil {
 		return nil, fmt.Errorf("enter network namespace of pid %d: %w", pid, err)
+	}
+	if again, err := ns.StartTime(pid); err != nil || again != start {
+		s.Close()
+		return nil, fmt.Errorf("--pid %d: the process exited while its namespaces were entered", pid)
 	}
 	log.WithField("pid", pid).Info("entered network namespace")
 	return staticSource{newGeneration(s, nil, "pid "+strconv.Itoa(pid))}, nil

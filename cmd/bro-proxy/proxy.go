@@ -279,7 +279,14 @@ func (p *Proxy) dial(t ns.Target, log *logrus.Entry) (net.Conn, error) {
 		if wasReady {
 			readyC = nil // already ready once: a refusal now is a restart, back off
 		}
-		timer := time.NewTimer(delay)
+		wait := delay
+		if outOfFDs(err) {
+			// No descriptor for the backend socket: hold the client until
+			// other connections end (up to ConnectTimeout) rather than drop
+			// it, polling slowly enough not to spin while starved.
+			wait, readyC = fdRetry, nil
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-timer.C:
 		case <-readyC:
@@ -304,10 +311,21 @@ func isClosed(c chan struct{}) bool {
 	}
 }
 
-// retryable errors mean "not listening yet" or "the namespace went away".
+// fdRetry is how often a dial that ran out of descriptors tries again.
+const fdRetry = 50 * time.Millisecond
+
+func outOfFDs(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// retryable errors mean "not listening yet", "the namespace went away" or
+// "out of descriptors for now".
 func retryable(err error) bool {
+	if outOfFDs(err) {
+		return true
+	}
 	for _, e := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED,
-		syscall.ENOENT, syscall.ENETUNREACH, syscall.EADDRNOTAVAIL, syscall.ETIMEDOUT, ns.ErrClosed, ns.ErrHelperExited} {
+		syscall.ENOENT, syscall.EAGAIN, syscall.ENETUNREACH, syscall.EADDRNOTAVAIL, syscall.ETIMEDOUT, ns.ErrClosed, ns.ErrHelperExited} {
 		if errors.Is(err, e) {
 			return true
 		}

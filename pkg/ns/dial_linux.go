@@ -98,6 +98,21 @@ func Dial(ctx context.Context, s Sockets, t Target) (net.Conn, error) {
 	if sa == nil {
 		return nil, errors.New("dial: target not parsed with ParseTarget")
 	}
+	if t.domain == unix.AF_UNIX {
+		// A unix path is resolved where the sockets were entered (a
+		// container's filesystem, with EnterMount); connect is immediate.
+		fd, err := s.ConnectUnix(t.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", t, err)
+		}
+		f := os.NewFile(uintptr(fd), t.String())
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", t, err)
+		}
+		return c, nil
+	}
 	fd, err := s.Socket(t.domain, t.sotype|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", t, err)

@@ -33,7 +33,11 @@ type helper struct {
 	cmd  *exec.Cmd
 }
 
-func startHelper(userns, netns *Handle) (*helper, error) {
+// reqConnectUnix in the domain field asks the helper to connect the unix
+// path that follows the 12-byte header, in its mount namespace.
+const reqConnectUnix = -1
+
+func startHelper(userns, netns, mntns *Handle) (*helper, error) {
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("start namespace helper: socketpair: %w", err)
@@ -48,9 +52,18 @@ func startHelper(userns, netns *Handle) (*helper, error) {
 	}
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"bro-proxy-nshelper"}
-	// Fixed descriptor numbers: 3 control, 4 netns, 5 userns.
-	cmd.ExtraFiles = []*os.File{childF, netns.File(), userns.File()}
-	cmd.Env = []string{helperEnv + "=user,net"}
+	// Fixed descriptor numbers: 3 control, 4 netns, 5 userns, 6 mntns.
+	cmd.ExtraFiles = []*os.File{childF, netns.File(), nil, nil}
+	mode := "net"
+	if userns != nil {
+		cmd.ExtraFiles[2] = userns.File()
+		mode = "user,net"
+	}
+	if mntns != nil {
+		cmd.ExtraFiles[3] = mntns.File()
+		mode += ",mnt"
+	}
+	cmd.Env = []string{helperEnv + "=" + mode}
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -73,13 +86,26 @@ func (h *helper) Socket(domain, typ, proto int) (int, error) {
 	if err := checkSocketArgs(domain, typ, proto); err != nil {
 		return -1, err
 	}
-	var req [12]byte
-	binary.LittleEndian.PutUint32(req[0:], uint32(domain))
+	return h.request(domain, typ, proto, "")
+}
+
+// ConnectUnix has the helper connect path in its mount namespace.
+func (h *helper) ConnectUnix(path string) (int, error) {
+	if len(path) == 0 || len(path) >= 108 {
+		return -1, fmt.Errorf("unix socket path %q: want 1-107 bytes", path)
+	}
+	return h.request(reqConnectUnix, 0, 0, path)
+}
+
+func (h *helper) request(domain, typ, proto int, path string) (int, error) {
+	req := make([]byte, 12, 12+len(path))
+	binary.LittleEndian.PutUint32(req[0:], uint32(int32(domain)))
 	binary.LittleEndian.PutUint32(req[4:], uint32(typ))
 	binary.LittleEndian.PutUint32(req[8:], uint32(proto))
+	req = append(req, path...)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err := fdpass.Send(h.conn, req[:]); err != nil {
+	if err := fdpass.Send(h.conn, req); err != nil {
 		return -1, fmt.Errorf("%w: %v", ErrHelperExited, err)
 	}
 	var resp [4]byte
@@ -131,7 +157,7 @@ func RunHelper() {
 		os.Exit(126)
 	}
 	conn := c.(*net.UnixConn)
-	var req [12]byte
+	var req [12 + 108]byte
 	for {
 		n, fds, err := fdpass.Recv(conn, req[:], 0)
 		if err != nil || n == 0 {
@@ -143,13 +169,17 @@ func RunHelper() {
 		closeFDs(fds)
 		var resp [4]byte
 		fd := -1
-		if n != len(req) {
+		if n < 12 {
 			binary.LittleEndian.PutUint32(resp[:], uint32(unix.EINVAL))
 		} else {
 			domain := int(int32(binary.LittleEndian.Uint32(req[0:])))
 			typ := int(int32(binary.LittleEndian.Uint32(req[4:])))
 			proto := int(int32(binary.LittleEndian.Uint32(req[8:])))
-			fd, err = current{}.Socket(domain, typ, proto)
+			if domain == reqConnectUnix {
+				fd, err = connectUnix(string(req[12:n]))
+			} else {
+				fd, err = current{}.Socket(domain, typ, proto)
+			}
 			if err != nil {
 				errno := unix.EINVAL
 				errors.As(err, &errno)

@@ -16,8 +16,30 @@ type Sockets interface {
 	// Socket is socket(2) in the namespace. The descriptor is always
 	// close-on-exec; pass unix.SOCK_NONBLOCK in typ for the Go poller.
 	Socket(domain, typ, proto int) (int, error)
+	// ConnectUnix returns a unix stream socket connected to path, resolved
+	// in the mount namespace these sockets were entered with (the host's,
+	// unless EnterMount), nonblocking and close-on-exec.
+	ConnectUnix(path string) (int, error)
 	// Close releases the namespace (ends the thread or the helper).
 	Close() error
+}
+
+// connectUnix is socket(2) + connect(2) of a unix stream socket in the
+// calling thread's mount namespace. A full accept queue is EAGAIN, which a
+// caller retries like a refusal.
+func connectUnix(path string) (int, error) {
+	if len(path) == 0 || len(path) >= 108 {
+		return -1, fmt.Errorf("unix socket path %q: want 1-107 bytes", path)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // ErrClosed is returned by Socket after Close.
@@ -58,6 +80,8 @@ func (current) Socket(domain, typ, proto int) (int, error) {
 	return unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
 }
 
+func (current) ConnectUnix(path string) (int, error) { return connectUnix(path) }
+
 func (current) Close() error { return nil }
 
 // Enter returns a Sockets that creates sockets in the network namespace h.
@@ -86,7 +110,46 @@ func Enter(h *Handle) (Sockets, error) {
 	if euid := os.Geteuid(); uid != euid {
 		return nil, fmt.Errorf("network namespace %s belongs to a user namespace of uid %d, not %d: %w", h, uid, euid, ErrNotOwner)
 	}
-	return startHelper(owner, h)
+	return startHelper(owner, h, nil)
+}
+
+// EnterMount is Enter for a container whose unix sockets are targets too:
+// the sockets are made in network namespace h, and unix paths are resolved
+// in mount namespace m, the container's filesystem, as the container's own
+// processes see it (symlinks included, which never lead out of it). It
+// always uses a helper: a mount namespace cannot be joined by a thread that
+// shares its filesystem state with others. m must belong to the same user
+// namespace as h.
+func EnterMount(h, m *Handle) (Sockets, error) {
+	owner, err := h.Owner()
+	if err != nil {
+		return nil, err
+	}
+	defer owner.Close()
+	mowner, err := m.Owner()
+	if err != nil {
+		return nil, err
+	}
+	defer mowner.Close()
+	if !owner.Equal(mowner) {
+		return nil, fmt.Errorf("mount namespace %s and network namespace %s belong to different user namespaces: %w", m, h, ErrNotOwner)
+	}
+	self, err := Open("/proc/self/ns/user")
+	if err != nil {
+		return nil, err
+	}
+	defer self.Close()
+	if owner.Equal(self) {
+		return startHelper(nil, h, m)
+	}
+	uid, err := owner.OwnerUID()
+	if err != nil {
+		return nil, err
+	}
+	if euid := os.Geteuid(); uid != euid {
+		return nil, fmt.Errorf("network namespace %s belongs to a user namespace of uid %d, not %d: %w", h, uid, euid, ErrNotOwner)
+	}
+	return startHelper(owner, h, m)
 }
 
 // thread creates sockets from one goroutine locked to an OS thread that has
@@ -151,6 +214,10 @@ func (t *thread) Socket(domain, typ, proto int) (int, error) {
 	r := <-reply
 	return r.fd, r.err
 }
+
+// ConnectUnix resolves path in the host's mount namespace: the thread joined
+// only the network namespace.
+func (t *thread) ConnectUnix(path string) (int, error) { return connectUnix(path) }
 
 func (t *thread) Close() error {
 	t.once.Do(func() { close(t.done) })

@@ -13,7 +13,11 @@ import (
 // SuffixRule is the rule for --service-name, quoted in its error.
 const SuffixRule = "1-32 characters of a-z A-Z 0-9 _ -"
 
-var suffixRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,32}$`)
+var (
+	suffixRE     = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,32}$`)
+	socketModeRE = regexp.MustCompile(`^0?[0-7]{3}$`)
+	groupRE      = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,31}$`)
+)
 
 // Activator describes NAME-SUFFIX.socket and NAME-SUFFIX.service: a socket
 // on the host and bro-proxy carrying its connections into the container of
@@ -30,8 +34,20 @@ type Activator struct {
 	// set when the quadlet has Notify=, so the unit turns active when the
 	// server is ready (PostgreSQL accepts connections before it is).
 	AfterReady bool
-	SourcePath string
-	Generated  bool
+	// UnixListen adds a unix stream socket on the host (ListenStream=PATH),
+	// with SocketMode (default 0660) and SocketGroup: cross-user access by
+	// file permissions instead of a TCP port.
+	UnixListen, SocketMode, SocketGroup string
+	// UnixTarget, if set, is the unix socket inside the container that
+	// every listener leads to (PostgreSQL's /run/postgresql/.s.PGSQL.5432),
+	// resolved in the container's own filesystem.
+	UnixTarget string
+	// ProxyProtocol ("v1", "v2" or ""), ConnIdleTimeout and KeepAlive are
+	// passed to bro-proxy as --proxy-protocol, --idle-timeout, --keepalive.
+	ProxyProtocol              string
+	ConnIdleTimeout, KeepAlive time.Duration
+	SourcePath                 string
+	Generated                  bool
 }
 
 func (a Activator) common() common {
@@ -49,6 +65,23 @@ func (a Activator) Unit() string {
 		return a.Name + "-" + DefaultSuffix
 	}
 	return a.Name + "-" + a.Suffix
+}
+
+// Listeners is how many sockets the socket unit holds.
+func (a Activator) Listeners() int {
+	n := len(a.Ports)
+	if a.UnixListen != "" {
+		n++
+	}
+	return n
+}
+
+// Mode is SocketMode= of the unix listener.
+func (a Activator) Mode() string {
+	if a.SocketMode == "" {
+		return "0660"
+	}
+	return a.SocketMode
 }
 
 // Backlog is the socket's accept queue: as long as bro-proxy's connection
@@ -78,8 +111,28 @@ func (a Activator) ExecStart() string {
 	if a.IdleStop > 0 {
 		args = append(args, "--exit-idle-time", Seconds(a.IdleStop))
 	}
+	if a.ProxyProtocol != "" {
+		args = append(args, "--proxy-protocol", a.ProxyProtocol)
+	}
+	if a.ConnIdleTimeout > 0 {
+		args = append(args, "--idle-timeout", Seconds(a.ConnIdleTimeout))
+	}
+	if a.KeepAlive > 0 {
+		args = append(args, "--keepalive", Seconds(a.KeepAlive))
+	}
 	for _, p := range a.Ports {
-		args = append(args, "--target", p.Target())
+		if a.UnixTarget != "" && p.Proto == "tcp" {
+			args = append(args, "--target", a.UnixTarget)
+		} else {
+			args = append(args, "--target", p.Target())
+		}
+	}
+	if a.UnixListen != "" {
+		t := a.UnixTarget
+		if t == "" {
+			t = a.Ports[0].Target()
+		}
+		args = append(args, "--target", t)
 	}
 	for i, s := range args {
 		args[i] = execArg(s)
@@ -114,6 +167,22 @@ func (a Activator) Files() ([]File, error) {
 	}
 	if a.ContainerName == "" {
 		return nil, fmt.Errorf("render units for %s: no container name", a.Name)
+	}
+	for _, u := range []struct{ flag, path string }{{"--listen-unix", a.UnixListen}, {"--target-unix", a.UnixTarget}} {
+		if u.path != "" && (!filepath.IsAbs(u.path) || len(u.path) > 107 || strings.ContainsAny(u.path, " \t\n%\\")) {
+			return nil, fmt.Errorf("invalid %s %q: want an absolute path of at most 107 bytes without spaces, %% or backslashes", u.flag, u.path)
+		}
+	}
+	if a.SocketMode != "" && !socketModeRE.MatchString(a.SocketMode) {
+		return nil, fmt.Errorf("invalid socket mode %q: want an octal mode such as 0660", a.SocketMode)
+	}
+	if a.SocketGroup != "" && !groupRE.MatchString(a.SocketGroup) {
+		return nil, fmt.Errorf("invalid socket group %q: want a group name or number", a.SocketGroup)
+	}
+	switch a.ProxyProtocol {
+	case "", "v1", "v2":
+	default:
+		return nil, fmt.Errorf("invalid PROXY protocol %q: want v1 or v2", a.ProxyProtocol)
 	}
 	kinds := []struct{ path, tmpl string }{
 		{a.Unit() + ".socket", "activator.socket.tmpl"},

@@ -13,7 +13,7 @@ type Direct struct {
 }
 
 func (d Direct) common() common {
-	return common{Name: d.Name, Ports: d.Ports, SourcePath: d.SourcePath, Generated: d.Generated}
+	return common(d)
 }
 
 func (d Direct) Marker() string { return d.common().Marker() }

@@ -112,7 +112,7 @@ func (s *containerSource) rescan() {
 	defer s.scanMu.Unlock()
 	recs, errs := s.dir.List()
 	for _, err := range errs {
-		s.warnOnce(err.Error(), "ignoring unreadable record")
+		s.warnOnce(err.Error(), "ignoring unreadable record: "+err.Error())
 	}
 	var pick *hook.Record
 	for _, r := range recs {

@@ -66,7 +66,7 @@ func (s *idleSweeper) run() {
 		}
 		s.mu.Unlock()
 		for _, p := range idle {
-			p.client.Close() // pipe() sees the close and ends both directions
+			p.client.Close() // the copies see the close and end both directions
 			p.backend.Close()
 		}
 	}

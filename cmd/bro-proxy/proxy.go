@@ -39,6 +39,7 @@ type Proxy struct {
 	up, down                     atomic.Int64
 
 	sweeper *idleSweeper
+	settle  *settler
 
 	mu       sync.Mutex
 	idle     *time.Timer
@@ -72,6 +73,8 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		p.sweeper = newIdleSweeper(p.IdleTimeout)
 		defer p.sweeper.close()
 	}
+	p.settle = newSettler(settleAfter)
+	defer p.settle.stop()
 	errc := make(chan error, len(p.Listeners)+1)
 	actx, stopAccept := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -134,6 +137,7 @@ func (p *Proxy) idleFired() {
 }
 
 func (p *Proxy) connStart() {
+	p.settle.churn()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.active.Add(1) == 1 && p.idle != nil {
@@ -143,6 +147,7 @@ func (p *Proxy) connStart() {
 }
 
 func (p *Proxy) connEnd() {
+	p.settle.churn()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.active.Add(-1) == 0 {
@@ -183,11 +188,7 @@ func (p *Proxy) acceptLoop(ctx context.Context, l listener, errc chan<- error) {
 		}
 		backoff = 0
 		p.connStart()
-		go func() {
-			defer func() { <-p.sem }()
-			defer p.connEnd()
-			p.handle(l, c, errc)
-		}()
+		go p.handle(l, c, errc)
 	}
 }
 
@@ -201,10 +202,17 @@ func temporaryAcceptError(err error) bool {
 	return false
 }
 
+// handle dials the backend for client c, then hands both to startPipe and
+// returns; the connection's slot is released when the copies end.
 func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
+	release := func() {
+		p.connEnd()
+		<-p.sem
+	}
 	log := p.Log.WithField("conn", c.RemoteAddr().String())
 	b, err := p.dial(l.target, log)
 	if err != nil {
+		defer release()
 		p.fail.Add(1)
 		log.WithError(err).Warn("backend unreachable; closing client")
 		c.Close()
@@ -226,21 +234,28 @@ func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
 			log.WithError(err).Warn("cannot send the PROXY protocol header; closing client")
 			c.Close()
 			b.Close()
+			release()
 			return
 		}
 	}
 	setKeepAlive(c, p.KeepAlive)
 	setKeepAlive(b, p.KeepAlive)
+	var pair *connPair
 	if p.sweeper != nil {
-		defer p.sweeper.remove(p.sweeper.add(c, b))
+		pair = p.sweeper.add(c, b)
 	}
 	log.Debug("connected")
-	up, down, err := pipe(c, b)
-	p.up.Add(up)
-	p.down.Add(down)
-	if err != nil {
-		log.WithError(err).Debug("connection ended with an error")
-	}
+	startPipe(c, b, func(up, down int64, err error) {
+		if pair != nil {
+			p.sweeper.remove(pair)
+		}
+		p.up.Add(up)
+		p.down.Add(down)
+		if err != nil && p.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+			p.Log.WithError(err).WithField("conn", c.RemoteAddr().String()).Debug("connection ended with an error")
+		}
+		release()
+	})
 }
 
 // dial reaches the target in the current backend namespace, holding the

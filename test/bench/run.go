@@ -319,7 +319,9 @@ func (b *bench) measure(ctx context.Context, rep int, sc scenario, c candidate) 
 		rerr = json.Unmarshal([]byte(line), &s.Result)
 	}
 	if sc.name == "idle1000" && proxy != nil && rerr == nil {
-		time.Sleep(200 * time.Millisecond) // let the proxy settle after the last echo
+		// idle connections are measured idle: past bro-proxy's settle time (1 s
+		// without connection churn, when it collects garbage and shrinks stacks)
+		time.Sleep(1500 * time.Millisecond)
 		held, _ := readProc(s.ProxyPID)
 		s.HeldRSS, s.HeldFDs = held.RSSKiB, held.FDs
 		if s.Result.Held > 0 {

@@ -61,10 +61,11 @@ bats: build
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	$(MAKE) staticcheck
 
 # Everything CI runs, from a fresh machine: the rig (idempotent), the
 # installed project, static checks, Go tests, every bats suite. As root.
-check: rig install lint test bats
+check: rig install lint test fuzz bats
 
 rig:
 	bash test/rig/rig-up.sh
@@ -78,3 +79,24 @@ demo-clean:
 
 clean:
 	rm -rf $(OUT)
+
+# Every Go fuzz target for FUZZTIME each (default 20s); a crasher fails the
+# run and stays in the package's testdata/fuzz as a regression test.
+.PHONY: fuzz
+fuzz:
+	FUZZTIME=$(or $(FUZZTIME),20s) GO=$(GO) bash test/fuzz.sh
+
+# staticcheck from the Go module proxy, pinned: v0.8.2 builds with Go 1.26.
+# `go run pkg@version` needs no go.mod change and caches the build.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+.PHONY: staticcheck
+staticcheck:
+	$(STATICCHECK) ./...
+
+# Benchmarks (test/bench, docs/bench.md): as root, each bounded to 10 minutes.
+.PHONY: bench-coldstart
+bench:
+	test/bench/run.sh bench
+
+bench-coldstart:
+	test/bench/run.sh coldstart

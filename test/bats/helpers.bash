@@ -267,11 +267,15 @@ write_user_unit() { _write_user_file "$1" .config/systemd/user "${@:2}"; }
 # $BATS_TEST_TMPDIR/bg.PID.log) and remember its pid for teardown; prints
 # the pid. fd 3 is closed, or bats would wait for the job to end.
 run_bg() {
-  local log=$BATS_TEST_TMPDIR/bg.$RANDOM.log pid
-  "$@" </dev/null >"$log" 2>&1 3>&- &
+  local log pid
+  # The file exists before the job starts: the job's redirection happens in
+  # the child, and a rename racing it would lose the log (or fail the test
+  # and leave the job running with its pid unrecorded).
+  log=$(mktemp "$BATS_TEST_TMPDIR/bg.XXXXXX")
+  "$@" </dev/null >>"$log" 2>&1 3>&- &
   pid=$!
-  mv "$log" "$BATS_TEST_TMPDIR/bg.$pid.log"
   echo "$pid" >>"$BATS_TEST_TMPDIR/.bro-pids"
+  mv "$log" "$BATS_TEST_TMPDIR/bg.$pid.log"
   echo "$pid"
 }
 

@@ -26,7 +26,7 @@ build:
 	@mkdir -p $(OUT)
 	$(GOBUILD) -o $(OUT)/ ./cmd/...
 	CGO_ENABLED=0 $(GOBUILD) -o $(OUT)/bro-testserver ./test/testserver
-	$(GOBUILD) -o $(OUT)/broload ./test/broload
+	CGO_ENABLED=0 $(GOBUILD) -o $(OUT)/broload ./test/broload
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/brothaman $(DESTDIR)$(HOOKSDIR) \
@@ -100,3 +100,8 @@ bench:
 
 bench-coldstart:
 	test/bench/run.sh coldstart
+
+# Issue 7's soak: 5 minutes of connection churn, RSS and fds sampled (as root).
+.PHONY: soak
+soak:
+	test/bench/soak.sh $(or $(SOAK_SECONDS),300)

@@ -214,8 +214,15 @@ func (s *containerSource) get(ctx context.Context) (*generation, error) {
 		if seen || time.Since(s.start) > minKickInterval {
 			s.starter.kick()
 		}
+		// While clients wait, ask again every minKickInterval: a start
+		// queued while the crashed unit was still stopping can be lost.
+		var again <-chan time.Time
+		if s.starter != nil {
+			again = time.After(minKickInterval)
+		}
 		select {
 		case <-ch:
+		case <-again:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: no live record of container %q in %s", errNoContainer, s.name, s.dir.Path)
 		}

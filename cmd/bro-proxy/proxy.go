@@ -309,10 +309,14 @@ func (p *Proxy) dial(t ns.Target, log *logrus.Entry) (net.Conn, error) {
 		}
 		timer.Stop()
 		delay = min(2*delay, retryMax)
-		if g, err = p.Source.get(ctx); err != nil {
+		next, err := p.Source.get(ctx)
+		if err != nil {
+			// the container went away while this client waited: name the
+			// one it was waiting for
 			last = err
 			break
 		}
+		g = next
 	}
 	return nil, fmt.Errorf("backend %s in %s not reachable within %s: %w", t, g.desc, p.ConnectTimeout, last)
 }

@@ -67,6 +67,8 @@ type containerSource struct {
 	// mount: some target is a unix socket path, resolved in the
 	// container's mount namespace (ns.EnterMount).
 	mount bool
+	// wrap, if set, wraps every namespace entered (socket prefetching).
+	wrap func(ns.Sockets) ns.Sockets
 
 	scanMu sync.Mutex // serialises rescan; guards warned
 
@@ -186,6 +188,9 @@ func (s *containerSource) enter(rec *hook.Record) (*generation, error) {
 	if st, err := ns.StartTime(rec.PID); err != nil || st != rec.PIDStart {
 		sockets.Close()
 		return nil, fmt.Errorf("refusing container %s: pid %d exited while its namespaces were entered", rec.Name, rec.PID)
+	}
+	if s.wrap != nil {
+		sockets = s.wrap(sockets)
 	}
 	s.log.WithFields(fields).Info("container found; entered its network namespace")
 	return newGeneration(sockets, rec, fmt.Sprintf("%s (pid %d)", rec.Name, rec.PID)), nil

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -184,7 +185,7 @@ func run(o *options, logger *logrus.Logger) error {
 	for _, l := range listeners {
 		mount = mount || l.target.Network == "unix"
 	}
-	src, err := newSource(o, log, mount)
+	src, err := newSource(o, log, mount, prefetchFor(listeners))
 	if err != nil {
 		for _, l := range listeners {
 			l.Close()
@@ -214,7 +215,7 @@ func run(o *options, logger *logrus.Logger) error {
 // socket path, which --container and --pid resolve inside the process's own
 // filesystem (its mount namespace); --netns and the own namespace resolve it
 // on the host.
-func newSource(o *options, log *logrus.Entry, mount bool) (source, error) {
+func newSource(o *options, log *logrus.Entry, mount bool, wrap func(ns.Sockets) ns.Sockets) (source, error) {
 	switch {
 	case o.container != "":
 		uid, err := hook.HostUID()
@@ -235,12 +236,18 @@ func newSource(o *options, log *logrus.Entry, mount bool) (source, error) {
 			dir.Close()
 			return nil, err
 		}
+		s.wrap = wrap
 		if o.startUnit != "" {
 			s.starter = &unitStarter{unit: o.startUnit, log: log}
 		}
 		return s, nil
 	case o.pid != 0:
-		return pidSource(o.pid, log, mount)
+		src, err := pidSource(o.pid, log, mount)
+		if err != nil {
+			return nil, err
+		}
+		src.g.sockets = wrap(src.g.sockets)
+		return src, nil
 	case o.netns != "":
 		h, err := ns.Open(o.netns)
 		if err != nil {
@@ -251,7 +258,7 @@ func newSource(o *options, log *logrus.Entry, mount bool) (source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("enter network namespace %s: %w", o.netns, err)
 		}
-		return staticSource{newGeneration(s, nil, "netns "+o.netns)}, nil
+		return staticSource{newGeneration(wrap(s), nil, "netns "+o.netns)}, nil
 	default:
 		return staticSource{newGeneration(ns.Current(), nil, "own network namespace")}, nil
 	}
@@ -260,18 +267,18 @@ func newSource(o *options, log *logrus.Entry, mount bool) (source, error) {
 // pidSource enters the network namespace of pid. If bro-hook recorded a
 // container with this pid, the namespace and start time must match the
 // record; the namespace must in any case belong to this user (ns.Enter).
-func pidSource(pid int, log *logrus.Entry, mount bool) (source, error) {
+func pidSource(pid int, log *logrus.Entry, mount bool) (staticSource, error) {
 	start, err := ns.StartTime(pid)
 	if err != nil {
-		return nil, fmt.Errorf("--pid %d: %w", pid, err)
+		return staticSource{}, fmt.Errorf("--pid %d: %w", pid, err)
 	}
 	h, err := ns.OpenNetNSOfPID(pid)
 	if err != nil {
-		return nil, fmt.Errorf("--pid %d: %w", pid, err)
+		return staticSource{}, fmt.Errorf("--pid %d: %w", pid, err)
 	}
 	defer h.Close()
 	if again, err := ns.StartTime(pid); err != nil || again != start {
-		return nil, fmt.Errorf("--pid %d: the process exited while its namespace was opened", pid)
+		return staticSource{}, fmt.Errorf("--pid %d: the process exited while its namespace was opened", pid)
 	}
 	if path, err := hook.StateDirPath(); err == nil {
 		if dir, err := hook.OpenStateDir(path, false); err == nil {
@@ -282,25 +289,47 @@ func pidSource(pid int, log *logrus.Entry, mount bool) (source, error) {
 					continue
 				}
 				if r.PIDStart != start {
-					return nil, fmt.Errorf("--pid %d: start time %d does not match the record of container %s (%d): pid reused", pid, start, r.Name, r.PIDStart)
+					return staticSource{}, fmt.Errorf("--pid %d: start time %d does not match the record of container %s (%d): pid reused", pid, start, r.Name, r.PIDStart)
 				}
 				if !h.Is(r.NetNSDev, r.NetNSIno) {
-					return nil, fmt.Errorf("--pid %d: network namespace %d:%d does not match the record of container %s (%d:%d)", pid, h.Dev, h.Ino, r.Name, r.NetNSDev, r.NetNSIno)
+					return staticSource{}, fmt.Errorf("--pid %d: network namespace %d:%d does not match the record of container %s (%d:%d)", pid, h.Dev, h.Ino, r.Name, r.NetNSDev, r.NetNSIno)
 				}
 			}
 		}
 	}
 	s, err := enterPID(pid, h, mount)
 	if err != nil {
-		return nil, fmt.Errorf("enter network namespace of pid %d: %w", pid, err)
+		return staticSource{}, fmt.Errorf("enter network namespace of pid %d: %w", pid, err)
 	}
 	if again, err := ns.StartTime(pid); err != nil || again != start {
 		s.Close()
-		return nil, fmt.Errorf("--pid %d: the process exited while its namespaces were entered", pid)
+		return staticSource{}, fmt.Errorf("--pid %d: the process exited while its namespaces were entered", pid)
 	}
 	log.WithField("pid", pid).Info("entered network namespace")
 	return staticSource{newGeneration(s, nil, "pid "+strconv.Itoa(pid))}, nil
 }
+
+// prefetchFor keeps a few IPv4 stream sockets ready in an entered namespace
+// when a target is TCP over IPv4 (the common case): making a socket there is
+// a round trip to another thread or process, and a connection should not
+// wait for it.
+func prefetchFor(listeners []listener) func(ns.Sockets) ns.Sockets {
+	tcp4 := false
+	for _, l := range listeners {
+		// ParseTarget writes IPv6 addresses in brackets
+		tcp4 = tcp4 || (l.target.Network == "tcp" && !strings.HasPrefix(l.target.Addr, "["))
+	}
+	return func(s ns.Sockets) ns.Sockets {
+		if !tcp4 {
+			return s
+		}
+		return ns.Prefetch(s, unix.AF_INET, unix.SOCK_STREAM, prefetchDepth)
+	}
+}
+
+// prefetchDepth is how many sockets wait ready: enough for a burst of
+// clients to find one each while the pool refills.
+const prefetchDepth = 16
 
 // raiseNoFile lifts the soft descriptor limit so that --connections-max fits:
 // each connection holds two sockets and, while copying, two splice pipes.

@@ -159,3 +159,43 @@ func TestDialHonoursContext(t *testing.T) {
 		t.Fatalf("Dial with a cancelled context = %v; want context.Canceled", err)
 	}
 }
+
+func TestPrefetchGivesReadySocketsOfTheNamespace(t *testing.T) {
+	h, port := newNetNS(t)
+	s, err := Enter(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Prefetch(s, unix.AF_INET, unix.SOCK_STREAM, 4)
+	target, _ := ParseTarget("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := 0; i < 10; i++ { // more than the pool holds: refills as it goes
+		c, err := Dial(ctx, p, target)
+		if err != nil {
+			t.Fatalf("dial %d through the prefetched pool: %v", i, err)
+		}
+		c.Write([]byte("x"))
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatalf("echo %d: %v", i, err)
+		}
+		c.Close()
+	}
+	before := countFDs(t)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := countFDs(t); after >= before {
+		t.Errorf("descriptors after Close = %d; want fewer than %d (the ready sockets closed)", after, before)
+	}
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}

@@ -1,0 +1,92 @@
+package ns
+
+import (
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Prefetch wraps s so that sockets of one kind (domain, typ) are made ahead
+// of need: a background goroutine keeps up to n of them ready. A connection
+// then takes a ready socket instead of waiting for a round trip to the
+// namespace's thread or helper process, which is most of the cost of making
+// a socket in another namespace. Other kinds pass through to s.
+//
+// The ready sockets belong to s's namespace: Close closes them with s, so a
+// restarted container's new namespace never gets an old socket.
+func Prefetch(s Sockets, domain, typ, n int) Sockets {
+	p := &prefetch{Sockets: s, domain: domain, typ: typ | unix.SOCK_NONBLOCK,
+		ready: make(chan int, n), want: make(chan struct{}, 1), done: make(chan struct{})}
+	p.wg.Add(1)
+	go p.fill()
+	p.kick()
+	return p
+}
+
+type prefetch struct {
+	Sockets
+	domain, typ int
+	ready       chan int
+	want        chan struct{}
+	done        chan struct{}
+	once        sync.Once
+	wg          sync.WaitGroup
+}
+
+func (p *prefetch) kick() {
+	select {
+	case p.want <- struct{}{}:
+	default:
+	}
+}
+
+// fill tops the pool up whenever it is kicked; on error it stops until the
+// next kick (the caller's own Socket call then reports the error).
+func (p *prefetch) fill() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.want:
+		case <-p.done:
+			return
+		}
+		for len(p.ready) < cap(p.ready) {
+			fd, err := p.Sockets.Socket(p.domain, p.typ, 0)
+			if err != nil {
+				break
+			}
+			select {
+			case p.ready <- fd:
+			case <-p.done:
+				unix.Close(fd)
+				return
+			}
+		}
+	}
+}
+
+func (p *prefetch) Socket(domain, typ, proto int) (int, error) {
+	if domain == p.domain && typ|unix.SOCK_NONBLOCK == p.typ && proto == 0 {
+		select {
+		case fd := <-p.ready:
+			p.kick()
+			return fd, nil
+		default:
+			p.kick()
+		}
+	}
+	return p.Sockets.Socket(domain, typ, proto)
+}
+
+func (p *prefetch) Close() error {
+	p.once.Do(func() { close(p.done) })
+	p.wg.Wait()
+	for {
+		select {
+		case fd := <-p.ready:
+			unix.Close(fd)
+		default:
+			return p.Sockets.Close()
+		}
+	}
+}

@@ -31,9 +31,14 @@ build:
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/brothaman $(DESTDIR)$(HOOKSDIR) \
 		$(DESTDIR)$(SYSTEMGENERATORDIR) $(DESTDIR)$(USERGENERATORDIR)
-	install -m 0755 $(OUT)/bro-proxy $(OUT)/bro-activate $(DESTDIR)$(BINDIR)/
+	# temp name + rename: a running system never finds a binary missing
+	for b in bro-proxy bro-activate; do \
+		install -m 0755 $(OUT)/$$b $(DESTDIR)$(BINDIR)/.$$b.new && \
+		mv -f $(DESTDIR)$(BINDIR)/.$$b.new $(DESTDIR)$(BINDIR)/$$b || exit 1; \
+	done
 	ln -sf bro-activate $(DESTDIR)$(BINDIR)/bro-activate-direct
-	install -m 0755 $(OUT)/bro-hook $(DESTDIR)$(LIBEXECDIR)/brothaman/bro-hook
+	install -m 0755 $(OUT)/bro-hook $(DESTDIR)$(LIBEXECDIR)/brothaman/.bro-hook.new
+	mv -f $(DESTDIR)$(LIBEXECDIR)/brothaman/.bro-hook.new $(DESTDIR)$(LIBEXECDIR)/brothaman/bro-hook
 	for stage in $(HOOKSTAGES); do \
 		sed -e 's|@HOOK@|$(LIBEXECDIR)/brothaman/bro-hook|' -e "s|@STAGE@|$$stage|" \
 			hooks.d/50-bro-activate.json.in > $(DESTDIR)$(HOOKSDIR)/.50-bro-activate-$$stage.json.tmp && \

@@ -62,6 +62,9 @@ func activate(o *options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if _, err := idleStopAnnotation(c); err != nil && !o.direct {
+		return err
+	}
 	set, socket := unitsFor(o, c, ports)
 	files, err := set.Files()
 	if err != nil {
@@ -127,8 +130,13 @@ func unitsFor(o *options, c *quadlet.Container, ports []hook.Port) (unitSet, str
 	if o.direct {
 		return units.Direct{Name: o.name, Ports: ports, SourcePath: c.Path}, o.name + ".socket"
 	}
+	idle := o.idleStop
+	if idle == 0 {
+		// the quadlet's own Annotation=bro.idle-stop=…, checked by the caller
+		idle, _ = idleStopAnnotation(c)
+	}
 	a := units.Activator{Name: o.name, Suffix: o.suffix, ContainerName: c.ContainerName, Ports: ports,
-		Proxy: o.proxy, ConnectionsMax: o.connectionsMax, IdleStop: o.idleStop, SourcePath: c.Path,
+		Proxy: o.proxy, ConnectionsMax: o.connectionsMax, IdleStop: idle, SourcePath: c.Path,
 		AfterReady: c.NotifiesReady(), UnixListen: o.unixListen, SocketMode: o.socketMode,
 		SocketGroup: o.socketGroup, UnixTarget: o.unixTarget, ProxyProtocol: o.proxyProtocol,
 		ConnIdleTimeout: o.connIdle, KeepAlive: o.keepAlive}

@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/brothaman/brothaman-go/pkg/quadlet"
 )
 
 // setup makes a quadlet directory (found through QUADLET_UNIT_DIRS, which
@@ -161,5 +165,35 @@ func TestGeneratorIsUser(t *testing.T) {
 	}
 	if !generatorIsUser("/usr/local/lib/systemd/user-generators/bro-generator", "") {
 		t.Error("a user-generators path is a user generator")
+	}
+}
+
+func TestIdleStopAnnotation(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		value, want string
+		d           time.Duration
+	}{
+		{"90s", "", 90 * time.Second},
+		{"5m", "", 5 * time.Minute},
+		{"soon", `invalid bro.idle-stop="soon" in %s: want a duration such as 90s or 5m, greater than 0`, 0},
+		{"-1s", `invalid bro.idle-stop="-1s" in %s: want a duration such as 90s or 5m, greater than 0`, 0},
+	} {
+		path := filepath.Join(dir, "q.container")
+		os.WriteFile(path, []byte("[Container]\nImage=x\nAnnotation=bro.activate=80 bro.idle-stop="+tc.value+"\n"), 0o644)
+		c, err := quadlet.Load(path, []string{dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := idleStopAnnotation(c)
+		if tc.want != "" {
+			if want := fmt.Sprintf(tc.want, path); err == nil || err.Error() != want {
+				t.Errorf("bro.idle-stop=%s: error %v; want %s", tc.value, err, want)
+			}
+			continue
+		}
+		if err != nil || d != tc.d {
+			t.Errorf("bro.idle-stop=%s = %v, %v; want %v", tc.value, d, err, tc.d)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/quadlet"
@@ -80,8 +81,12 @@ func generateOne(out, name, path string, dirs []string, adminDir, proxy string) 
 	if ours, _ := units.Ours(adminDir, []string{name + ".socket"}); len(ours) > 0 {
 		return fmt.Errorf("%s is in direct mode (%s)", name, ours[0])
 	}
+	idle, err := idleStopAnnotation(c)
+	if err != nil {
+		return err
+	}
 	a := units.Activator{Name: name, ContainerName: c.ContainerName, Ports: ports,
-		Proxy: proxy, SourcePath: path, Generated: true, AfterReady: c.NotifiesReady()}
+		Proxy: proxy, SourcePath: path, Generated: true, AfterReady: c.NotifiesReady(), IdleStop: idle}
 	files, err := a.Files()
 	if err != nil {
 		return err
@@ -99,4 +104,21 @@ func generateOne(out, name, path string, dirs []string, adminDir, proxy string) 
 		return fmt.Errorf("link %s: %w", link, err)
 	}
 	return nil
+}
+
+// IdleStopKey is the annotation that gives a quadlet an idle stop without
+// bro-activate's --idle-stop, for the generator route.
+const IdleStopKey = "bro.idle-stop"
+
+// idleStopAnnotation reads Annotation=bro.idle-stop=DURATION (0 if unset).
+func idleStopAnnotation(c *quadlet.Container) (time.Duration, error) {
+	v, ok := c.Annotation(IdleStopKey)
+	if !ok {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("invalid %s=%q in %s: want a duration such as 90s or 5m, greater than 0", IdleStopKey, v, c.Path)
+	}
+	return d, nil
 }

@@ -68,6 +68,21 @@ Annotation=bro.activate=127.0.0.1:$port:8080"
   assert_output active
 }
 
+@test "generator: Annotation=bro.idle-stop gives the container StopWhenUnneeded through a drop-in" {
+  local p=$BRO_TEST_PREFIX
+  write_quadlet "$RIG_USER" "$p.container" "[Container]
+Image=$BBOX_IMAGE
+Network=none
+Exec=sleep 1000
+Annotation=bro.activate=$(free_port):8080
+Annotation=bro.idle-stop=90s"
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 grep -h -- '--exit-idle-time' "$GEN_DIR/$p-activator.service"
+  assert_output --partial "--exit-idle-time 90s"
+  run_cmd 0 user_systemctl show -p StopWhenUnneeded --value "$p.service"
+  assert_output yes
+}
+
 @test "units bro-activate wrote take precedence over the generator's" {
   local p=$BRO_TEST_PREFIX
   write_quadlet "$RIG_USER" "$p.container" "[Container]

@@ -25,6 +25,11 @@ The ports come from the quadlet's Annotation=bro.activate=… (grammar
 an address is given) or from --listen/--target; if the quadlet has no such
 annotation, bro-activate adds one so the OCI hook records the container.
 
+--idle-stop (or Annotation=bro.idle-stop=DURATION in the quadlet) stops
+bro-proxy and the container after that long without clients; the next
+connection starts both again. "bro-activate status [NAME...]" lists every
+activator with its socket, container, proxy and counters.
+
 Then run:
   systemctl --user daemon-reload && systemctl --user enable --now NAME-activator.socket
 

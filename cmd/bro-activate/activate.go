@@ -46,7 +46,7 @@ func activate(o *options, stdout, stderr io.Writer) error {
 	env := quadlet.EnvFromProcess()
 	env.Rootless = o.user
 	dirs := env.Dirs()
-	sc := systemctl{user: o.user, stderr: stderr, skip: o.noSystemctl}
+	sc := systemctl{user: o.user, stderr: stderr, exec: o.systemctl}
 	if o.remove {
 		return remove(o, dirs, sc, stdout)
 	}

@@ -27,13 +27,20 @@ func setup(t *testing.T, quadletText string) (qdir, udir string) {
 	return qdir, udir
 }
 
+// systemctlCalls holds the systemctl command lines of the last run.
+var systemctlCalls []string
+
 func run(t *testing.T, direct bool, args ...string) (string, error) {
 	t.Helper()
 	o, err := parseOptions(args, direct, io.Discard)
 	if err != nil {
 		return "", err
 	}
-	o.noSystemctl = true
+	systemctlCalls = nil
+	o.systemctl = func(args ...string) ([]byte, error) {
+		systemctlCalls = append(systemctlCalls, strings.Join(args, " "))
+		return nil, nil
+	}
 	var out bytes.Buffer
 	err = activate(o, &out, io.Discard)
 	return out.String(), err
@@ -69,6 +76,9 @@ func TestActivateAddsAnnotationAndRemoves(t *testing.T) {
 	if _, err := run(t, false, "--unit-dir", udir, "--force", "db"); err != nil {
 		t.Errorf("--force: %v", err)
 	}
+	if len(systemctlCalls) != 0 {
+		t.Errorf("writing units ran systemctl %q; want nothing (it prints the next commands)", systemctlCalls)
+	}
 	if _, err := run(t, false, "--unit-dir", udir, "--remove", "db"); err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +87,14 @@ func TestActivateAddsAnnotationAndRemoves(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(qdir, "db.container")); string(got) != q {
 		t.Errorf("quadlet after --remove = %q; want %q", got, q)
+	}
+	scope := "--user "
+	if os.Getuid() == 0 {
+		scope = ""
+	}
+	want := []string{scope + "disable --now db-activator.socket", scope + "stop db-activator.service", scope + "daemon-reload"}
+	if strings.Join(systemctlCalls, "\n") != strings.Join(want, "\n") {
+		t.Errorf("--remove ran systemctl %q; want %q", systemctlCalls, want)
 	}
 }
 

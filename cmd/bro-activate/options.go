@@ -77,7 +77,7 @@ type options struct {
 	proxyProtocol  string
 	connIdle       time.Duration
 	keepAlive      time.Duration
-	noSystemctl    bool // set by tests only
+	systemctl      func(args ...string) ([]byte, error) // tests: records systemctl calls
 }
 
 type listFlag struct{ values *[]string }

@@ -11,7 +11,9 @@ import (
 type systemctl struct {
 	user   bool
 	stderr io.Writer
-	skip   bool // tests: never touch the real manager
+	// exec runs systemctl with args; nil runs the real one. The Go tests
+	// record the calls here (the bats suites drive the real manager).
+	exec func(args ...string) ([]byte, error)
 }
 
 func (s systemctl) args(args ...string) []string {
@@ -29,10 +31,11 @@ func (s systemctl) command(args ...string) string {
 // run runs systemctl and only warns on failure: --remove must delete the
 // files even when no manager is reachable (no session, a container build).
 func (s systemctl) run(args ...string) {
-	if s.skip {
-		return
+	run := s.exec
+	if run == nil {
+		run = func(args ...string) ([]byte, error) { return exec.Command("systemctl", args...).CombinedOutput() }
 	}
-	out, err := exec.Command("systemctl", s.args(args...)...).CombinedOutput()
+	out, err := run(s.args(args...)...)
 	if err != nil {
 		fmt.Fprintf(s.stderr, "warning: %s: %v: %s\n", s.command(args...), err, strings.TrimSpace(string(out)))
 	}

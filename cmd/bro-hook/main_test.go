@@ -232,7 +232,7 @@ func checkStderr(t *testing.T, stderr, want string) {
 func startNetNSSleeper(t *testing.T) int {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a throwaway network namespace")
+		t.Fatal("needs root for a throwaway network namespace: run the Go tests as root, as make check and CI do")
 	}
 	cmd := exec.Command("unshare", "--net", "sleep", "60")
 	if err := cmd.Start(); err != nil {

@@ -137,7 +137,7 @@ func TestListenErrorsKeepEnvironment(t *testing.T) {
 	}
 }
 
-// childEnv tells TestListenChild what to expect: name=network:address pairs,
+// childEnv tells the child (TestMain) what to expect: name=network:address pairs,
 // separated by spaces.
 const childEnv = "BRO_FDPASS_TEST_WANT"
 
@@ -182,71 +182,92 @@ func TestListenInChild(t *testing.T) {
 			}
 			// The shell's pid is the test binary's after exec: LISTEN_PID
 			// names the process that reads it, as systemd sets it.
-			cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" -test.run='^TestListenChild$' -test.v`, exe)
+			cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0"`, exe)
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LISTEN_FDS=" + strconv.Itoa(len(files)), childEnv + "=" + strings.Join(want, " ")}
 			if tt.fdNames != "" {
 				cmd.Env = append(cmd.Env, "LISTEN_FDNAMES="+tt.fdNames)
 			}
 			cmd.ExtraFiles = files
 			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "--- PASS: TestListenChild") {
+			if err != nil || !strings.Contains(string(out), "child ok") {
 				t.Fatalf("child: %v\n%s", err, out)
 			}
 		})
 	}
 }
 
-// TestListenChild runs only as the child of TestListenInChild.
-func TestListenChild(t *testing.T) {
-	wantEnv, ok := os.LookupEnv(childEnv)
-	if !ok {
-		t.Skip("runs only as a child of TestListenInChild")
+// TestMain makes the test binary, started by TestListenInChild with fds and
+// LISTEN_* set, play the socket-activated child: it checks what Listen
+// returns and exits.
+func TestMain(m *testing.M) {
+	if want, ok := os.LookupEnv(childEnv); ok {
+		problems := listenChild(want)
+		for _, p := range problems {
+			fmt.Println("child:", p)
+		}
+		if len(problems) > 0 {
+			os.Exit(1)
+		}
+		fmt.Println("child ok")
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// listenChild is the child's side of TestListenInChild.
+func listenChild(wantEnv string) (problems []string) {
+	errorf := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	want := strings.Fields(wantEnv)
 	fds, err := Listen()
 	if err != nil {
-		t.Fatalf("Listen: %v", err)
+		errorf("Listen: %v", err)
+		return
 	}
 	for _, v := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
 		if val, set := os.LookupEnv(v); set {
-			t.Errorf("%s=%q after Listen; want it unset", v, val)
+			errorf("%s=%q after Listen; want it unset", v, val)
 		}
 	}
 	if len(fds) != len(want) {
-		t.Fatalf("Listen returned %d descriptors; want %d", len(fds), len(want))
+		errorf("Listen returned %d descriptors; want %d", len(fds), len(want))
+		return
 	}
 	for i, in := range fds {
 		if got := int(in.File.Fd()); got != ListenFDsStart+i {
-			t.Errorf("descriptor %d is fd %d; want %d", i, got, ListenFDsStart+i)
+			errorf("descriptor %d is fd %d; want %d", i, got, ListenFDsStart+i)
 		}
 		flags, err := unix.FcntlInt(in.File.Fd(), unix.F_GETFD, 0)
 		if err != nil || flags&unix.FD_CLOEXEC == 0 {
-			t.Errorf("fd %d flags %#x, %v; want FD_CLOEXEC", in.File.Fd(), flags, err)
+			errorf("fd %d flags %#x, %v; want FD_CLOEXEC", in.File.Fd(), flags, err)
 		}
 		if in.File.Name() != in.Name {
-			t.Errorf("file name %q; want %q", in.File.Name(), in.Name)
+			errorf("file name %q; want %q", in.File.Name(), in.Name)
 		}
 		ln, err := net.FileListener(in.File)
 		if err != nil {
-			t.Fatalf("fd %d is not a listener: %v", in.File.Fd(), err)
+			errorf("fd %d is not a listener: %v", in.File.Fd(), err)
+			return
 		}
 		defer ln.Close()
 		if got := fmt.Sprintf("%s=%s:%s", in.Name, ln.Addr().Network(), ln.Addr()); got != want[i] {
-			t.Errorf("descriptor %d: got %s; want %s", i, got, want[i])
+			errorf("descriptor %d: got %s; want %s", i, got, want[i])
 		}
 		// It accepts: the very socket the parent listens on.
 		c, err := net.DialTimeout(ln.Addr().Network(), ln.Addr().String(), 5*time.Second)
 		if err != nil {
-			t.Fatalf("dial %s: %v", ln.Addr(), err)
+			errorf("dial %s: %v", ln.Addr(), err)
+			return
 		}
 		c.Close()
 		ln.(interface{ SetDeadline(time.Time) error }).SetDeadline(time.Now().Add(5 * time.Second))
 		a, err := ln.Accept()
 		if err != nil {
-			t.Fatalf("accept on %s: %v", ln.Addr(), err)
+			errorf("accept on %s: %v", ln.Addr(), err)
+			return
 		}
 		a.Close()
 	}
+	return
 }
 
 func FuzzEnvironParse(f *testing.F) {

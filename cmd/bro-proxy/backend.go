@@ -168,31 +168,15 @@ func (s *containerSource) rescan() {
 // the pid must still have the recorded start time (not a recycled pid) and
 // its network namespace the recorded device and inode.
 func (s *containerSource) enter(rec *hook.Record) (*generation, error) {
-	fields := logrus.Fields{"container": hook.ShortID(rec.ID), "name": rec.Name, "pid": rec.PID}
-	h, err := ns.OpenNetNSOfPID(rec.PID)
+	sockets, err := enterProcess(rec.PID, rec.PIDStart, &[2]uint64{rec.NetNSDev, rec.NetNSIno}, s.mount)
 	if err != nil {
-		return nil, fmt.Errorf("container %s (pid %d): %w", rec.Name, rec.PID, err)
-	}
-	defer h.Close()
-	if !h.Is(rec.NetNSDev, rec.NetNSIno) {
-		return nil, fmt.Errorf("refusing container %s: pid %d is in network namespace %d:%d, the record says %d:%d",
-			rec.Name, rec.PID, h.Dev, h.Ino, rec.NetNSDev, rec.NetNSIno)
-	}
-	if st, err := ns.StartTime(rec.PID); err != nil || st != rec.PIDStart {
-		return nil, fmt.Errorf("refusing container %s: pid %d was reused (start time %d, the record says %d)", rec.Name, rec.PID, st, rec.PIDStart)
-	}
-	sockets, err := enterPID(rec.PID, h, s.mount)
-	if err != nil {
-		return nil, fmt.Errorf("enter network namespace of container %s (pid %d): %w", rec.Name, rec.PID, err)
-	}
-	if st, err := ns.StartTime(rec.PID); err != nil || st != rec.PIDStart {
-		sockets.Close()
-		return nil, fmt.Errorf("refusing container %s: pid %d exited while its namespaces were entered", rec.Name, rec.PID)
+		return nil, fmt.Errorf("refusing container %s: %w", rec.Name, err)
 	}
 	if s.wrap != nil {
 		sockets = s.wrap(sockets)
 	}
-	s.log.WithFields(fields).Info("container found; entered its network namespace")
+	s.log.WithFields(logrus.Fields{"container": hook.ShortID(rec.ID), "name": rec.Name, "pid": rec.PID}).
+		Info("container found; entered its network namespace")
 	return newGeneration(sockets, rec, fmt.Sprintf("%s (pid %d)", rec.Name, rec.PID)), nil
 }
 
@@ -247,17 +231,41 @@ func (s *containerSource) neverSeen() bool {
 	return !s.seen && time.Since(s.start) > s.timeout
 }
 
-// enterPID enters h, the network namespace of pid; with mount, pid's mount
-// namespace too, for unix socket targets inside its filesystem. The caller
-// checks pid's start time after this returns.
-func enterPID(pid int, h *ns.Handle, mount bool) (ns.Sockets, error) {
-	if !mount {
-		return ns.Enter(h)
-	}
-	m, err := ns.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+// enterProcess enters the network namespace of pid (with mount, its mount
+// namespace too, for unix socket targets inside its filesystem) after
+// checking that pid is the process that started at start and, if netns is
+// given, that its network namespace has that device and inode. The start
+// time is checked again once entered: if it still matches, the namespaces
+// entered were that process's, not a recycled pid's.
+func enterProcess(pid int, start uint64, netns *[2]uint64, mount bool) (ns.Sockets, error) {
+	h, err := ns.OpenNetNSOfPID(pid)
 	if err != nil {
 		return nil, err
 	}
-	defer m.Close()
-	return ns.EnterMount(h, m)
+	defer h.Close()
+	if netns != nil && !h.Is(netns[0], netns[1]) {
+		return nil, fmt.Errorf("pid %d is in network namespace %d:%d, the record says %d:%d", pid, h.Dev, h.Ino, netns[0], netns[1])
+	}
+	if st, err := ns.StartTime(pid); err != nil || st != start {
+		return nil, fmt.Errorf("pid %d was reused or exited (start time %d, expected %d)", pid, st, start)
+	}
+	var s ns.Sockets
+	if mount {
+		m, merr := ns.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+		if merr != nil {
+			return nil, merr
+		}
+		defer m.Close()
+		s, err = ns.EnterMount(h, m)
+	} else {
+		s, err = ns.Enter(h)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("enter the namespaces of pid %d: %w", pid, err)
+	}
+	if st, err := ns.StartTime(pid); err != nil || st != start {
+		s.Close()
+		return nil, fmt.Errorf("pid %d exited while its namespaces were entered", pid)
+	}
+	return s, nil
 }

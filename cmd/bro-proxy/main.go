@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -272,14 +271,7 @@ func pidSource(pid int, log *logrus.Entry, mount bool) (staticSource, error) {
 	if err != nil {
 		return staticSource{}, fmt.Errorf("--pid %d: %w", pid, err)
 	}
-	h, err := ns.OpenNetNSOfPID(pid)
-	if err != nil {
-		return staticSource{}, fmt.Errorf("--pid %d: %w", pid, err)
-	}
-	defer h.Close()
-	if again, err := ns.StartTime(pid); err != nil || again != start {
-		return staticSource{}, fmt.Errorf("--pid %d: the process exited while its namespace was opened", pid)
-	}
+	var netns *[2]uint64
 	if path, err := hook.StateDirPath(); err == nil {
 		if dir, err := hook.OpenStateDir(path, false); err == nil {
 			recs, _ := dir.List()
@@ -291,40 +283,29 @@ func pidSource(pid int, log *logrus.Entry, mount bool) (staticSource, error) {
 				if r.PIDStart != start {
 					return staticSource{}, fmt.Errorf("--pid %d: start time %d does not match the record of container %s (%d): pid reused", pid, start, r.Name, r.PIDStart)
 				}
-				if !h.Is(r.NetNSDev, r.NetNSIno) {
-					return staticSource{}, fmt.Errorf("--pid %d: network namespace %d:%d does not match the record of container %s (%d:%d)", pid, h.Dev, h.Ino, r.Name, r.NetNSDev, r.NetNSIno)
-				}
+				netns = &[2]uint64{r.NetNSDev, r.NetNSIno}
 			}
 		}
 	}
-	s, err := enterPID(pid, h, mount)
+	s, err := enterProcess(pid, start, netns, mount)
 	if err != nil {
-		return staticSource{}, fmt.Errorf("enter network namespace of pid %d: %w", pid, err)
-	}
-	if again, err := ns.StartTime(pid); err != nil || again != start {
-		s.Close()
-		return staticSource{}, fmt.Errorf("--pid %d: the process exited while its namespaces were entered", pid)
+		return staticSource{}, fmt.Errorf("--pid %d: %w", pid, err)
 	}
 	log.WithField("pid", pid).Info("entered network namespace")
 	return staticSource{newGeneration(s, nil, "pid "+strconv.Itoa(pid))}, nil
 }
 
-// prefetchFor keeps a few IPv4 stream sockets ready in an entered namespace
-// when a target is TCP over IPv4 (the common case): making a socket there is
-// a round trip to another thread or process, and a connection should not
-// wait for it.
+// prefetchFor keeps a few stream sockets ready in an entered namespace for
+// the first TCP target's family: making a socket there is a round trip to
+// another thread or process, and a connection should not wait for it.
 func prefetchFor(listeners []listener) func(ns.Sockets) ns.Sockets {
-	tcp4 := false
 	for _, l := range listeners {
-		// ParseTarget writes IPv6 addresses in brackets
-		tcp4 = tcp4 || (l.target.Network == "tcp" && !strings.HasPrefix(l.target.Addr, "["))
-	}
-	return func(s ns.Sockets) ns.Sockets {
-		if !tcp4 {
-			return s
+		if l.target.Network == "tcp" {
+			domain := l.target.Domain()
+			return func(s ns.Sockets) ns.Sockets { return ns.Prefetch(s, domain, unix.SOCK_STREAM, prefetchDepth) }
 		}
-		return ns.Prefetch(s, unix.AF_INET, unix.SOCK_STREAM, prefetchDepth)
 	}
+	return func(s ns.Sockets) ns.Sockets { return s }
 }
 
 // prefetchDepth is how many sockets wait ready: enough for a burst of

@@ -74,7 +74,11 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		defer p.sweeper.close()
 	}
 	p.settle = newSettler(settleAfter)
-	defer p.settle.stop()
+	defer func() {
+		p.mu.Lock()
+		p.settle.stop()
+		p.mu.Unlock()
+	}()
 	errc := make(chan error, len(p.Listeners)+1)
 	actx, stopAccept := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -137,9 +141,9 @@ func (p *Proxy) idleFired() {
 }
 
 func (p *Proxy) connStart() {
-	p.settle.churn()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.settle.churn()
 	if p.active.Add(1) == 1 && p.idle != nil {
 		p.idle.Stop()
 	}
@@ -147,9 +151,9 @@ func (p *Proxy) connStart() {
 }
 
 func (p *Proxy) connEnd() {
-	p.settle.churn()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.settle.churn()
 	if p.active.Add(-1) == 0 {
 		if p.exiting {
 			close(p.drained)
@@ -209,12 +213,13 @@ func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
 		p.connEnd()
 		<-p.sem
 	}
-	log := p.Log.WithField("conn", c.RemoteAddr().String())
+	// built only when a line is logged: not on every connection's path
+	log := func() *logrus.Entry { return p.Log.WithField("conn", c.RemoteAddr().String()) }
 	b, err := p.dial(l.target, log)
 	if err != nil {
 		defer release()
 		p.fail.Add(1)
-		log.WithError(err).Warn("backend unreachable; closing client")
+		log().WithError(err).Warn("backend unreachable; closing client")
 		c.Close()
 		if cs, ok := p.Source.(*containerSource); ok && errors.Is(err, errNoContainer) && cs.neverSeen() {
 			select {
@@ -231,7 +236,7 @@ func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
 		}
 		if err != nil {
 			p.fail.Add(1)
-			log.WithError(err).Warn("cannot send the PROXY protocol header; closing client")
+			log().WithError(err).Warn("cannot send the PROXY protocol header; closing client")
 			c.Close()
 			b.Close()
 			release()
@@ -244,7 +249,9 @@ func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
 	if p.sweeper != nil {
 		pair = p.sweeper.add(c, b)
 	}
-	log.Debug("connected")
+	if p.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		log().Debug("connected")
+	}
 	startPipe(c, b, func(up, down int64, err error) {
 		if pair != nil {
 			p.sweeper.remove(pair)
@@ -252,7 +259,7 @@ func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
 		p.up.Add(up)
 		p.down.Add(down)
 		if err != nil && p.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
-			p.Log.WithError(err).WithField("conn", c.RemoteAddr().String()).Debug("connection ended with an error")
+			log().WithError(err).Debug("connection ended with an error")
 		}
 		release()
 	})
@@ -263,7 +270,7 @@ func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
 // (up to ContainerTimeout), then retries refused connections with a short
 // backoff (up to ConnectTimeout). A client that arrives during a cold start
 // therefore never sees a reset.
-func (p *Proxy) dial(t ns.Target, log *logrus.Entry) (net.Conn, error) {
+func (p *Proxy) dial(t ns.Target, log func() *logrus.Entry) (net.Conn, error) {
 	gctx, cancel := context.WithTimeout(context.Background(), p.ContainerTimeout)
 	g, err := p.Source.get(gctx)
 	cancel()
@@ -280,7 +287,7 @@ func (p *Proxy) dial(t ns.Target, log *logrus.Entry) (net.Conn, error) {
 		c, err := ns.Dial(ctx, g.sockets, t)
 		if err == nil {
 			if g.markReady() {
-				log.WithFields(logrus.Fields{"target": t.String(), "backend": g.desc, "attempts": attempt,
+				log().WithFields(logrus.Fields{"target": t.String(), "backend": g.desc, "attempts": attempt,
 					"after_ms": time.Since(g.since).Milliseconds()}).Info("backend ready")
 			}
 			return c, nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"runtime/debug"
-	"sync"
 	"time"
 )
 
@@ -18,8 +17,10 @@ import (
 // has not changed for settleAfter, the settler runs two collections (the
 // second empties the pools' victim caches) and returns freed memory to the
 // kernel. Under steady churn it never fires; the collector runs anyway then.
+//
+// churn and stop are called with the proxy's mutex held (connStart,
+// connEnd, Serve), which serialises them.
 type settler struct {
-	mu    sync.Mutex
 	timer *time.Timer
 	after time.Duration
 }
@@ -34,17 +35,9 @@ func newSettler(after time.Duration) *settler {
 }
 
 // churn notes a connection opened or closed: settle once things are quiet.
-func (s *settler) churn() {
-	s.mu.Lock()
-	s.timer.Reset(s.after)
-	s.mu.Unlock()
-}
+func (s *settler) churn() { s.timer.Reset(s.after) }
 
-func (s *settler) stop() {
-	s.mu.Lock()
-	s.timer.Stop()
-	s.mu.Unlock()
-}
+func (s *settler) stop() { s.timer.Stop() }
 
 func (s *settler) settle() {
 	debug.FreeOSMemory() // collects, and returns freed memory

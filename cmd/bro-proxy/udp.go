@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // UDP has no connections, so bro-proxy keeps one flow per client address: a
@@ -56,7 +58,6 @@ func (p *Proxy) relayUDP(ctx context.Context, l listener, errc chan<- error) {
 			errc <- fmt.Errorf("read on %s: %w", l.name, err)
 			return
 		}
-		data := append([]byte(nil), buf[:n]...)
 		key := addr.String()
 		mu.Lock()
 		f := flows[key]
@@ -67,7 +68,8 @@ func (p *Proxy) relayUDP(ctx context.Context, l listener, errc chan<- error) {
 			p.Log.WithField("conn", key).Debug("UDP flow limit reached; datagram dropped")
 			continue
 		case f == nil:
-			f = &udpFlow{client: addr, queue: [][]byte{data}}
+			// copied: buf is reused for the next datagram
+			f = &udpFlow{client: addr, queue: [][]byte{append([]byte(nil), buf[:n]...)}}
 			f.touch()
 			flows[key] = f
 			mu.Unlock()
@@ -82,7 +84,7 @@ func (p *Proxy) relayUDP(ctx context.Context, l listener, errc chan<- error) {
 			continue
 		case f.conn == nil:
 			if len(f.queue) < maxQueued {
-				f.queue = append(f.queue, data)
+				f.queue = append(f.queue, append([]byte(nil), buf[:n]...))
 			}
 			mu.Unlock()
 			continue
@@ -90,8 +92,8 @@ func (p *Proxy) relayUDP(ctx context.Context, l listener, errc chan<- error) {
 		c := f.conn
 		mu.Unlock()
 		f.touch()
-		if _, err := c.Write(data); err == nil {
-			p.up.Add(int64(len(data)))
+		if _, err := c.Write(buf[:n]); err == nil { // a flow's datagram: no copy
+			p.up.Add(int64(n))
 		}
 	}
 }
@@ -103,7 +105,7 @@ func (p *Proxy) relayUDP(ctx context.Context, l listener, errc chan<- error) {
 // with the same short backoff as a TCP dial, up to ConnectTimeout.
 func (p *Proxy) runFlow(l listener, f *udpFlow, mu *sync.Mutex) {
 	log := p.Log.WithField("conn", f.client.String())
-	c, err := p.dial(l.target, log)
+	c, err := p.dial(l.target, func() *logrus.Entry { return log })
 	if err != nil {
 		p.fail.Add(1)
 		log.WithError(err).Warn("backend unreachable; dropping the client's datagrams")

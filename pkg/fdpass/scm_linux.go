@@ -45,7 +45,7 @@ func Recv(c *net.UnixConn, buf []byte, maxFDs int) (int, []int, error) {
 		perr = fmt.Errorf("got %d descriptors, want at most %d", len(fds), maxFDs)
 	}
 	if perr != nil {
-		closeAll(fds)
+		CloseAll(fds)
 		return 0, nil, fmt.Errorf("receive descriptors: %w", perr)
 	}
 	return n, fds, nil
@@ -70,13 +70,14 @@ func parseRights(oob []byte) ([]int, error) {
 		fds = append(fds, got...)
 	}
 	if bad != nil {
-		closeAll(fds)
+		CloseAll(fds)
 		return nil, bad
 	}
 	return fds, nil
 }
 
-func closeAll(fds []int) {
+// CloseAll closes every descriptor in fds, for error paths.
+func CloseAll(fds []int) {
 	for _, fd := range fds {
 		unix.Close(fd)
 	}

@@ -132,7 +132,7 @@ func TestSendRecv(t *testing.T) {
 			if after := openFDs(t); after != before+tt.nFiles {
 				t.Errorf("open descriptors: got %d; want %d (%d before, %d received)", after, before+tt.nFiles, before, tt.nFiles)
 			}
-			closeAll(got)
+			CloseAll(got)
 		})
 	}
 }
@@ -203,7 +203,7 @@ func TestRecvRefusesTooManyDescriptors(t *testing.T) {
 				buf := make([]byte, 16)
 				n, fds, err := Recv(b, buf, tt.maxFDs)
 				if err == nil {
-					closeAll(fds)
+					CloseAll(fds)
 					t.Fatalf("Recv = %d bytes, %d descriptors; want error %q", n, len(fds), want)
 				}
 				if err.Error() != want {
@@ -249,7 +249,7 @@ func TestRecvRefusesCredentials(t *testing.T) {
 	_, fds, err := Recv(b, make([]byte, 8), 8)
 	want := fmt.Sprintf("receive descriptors: unexpected control message level %d type %d", unix.SOL_SOCKET, unix.SCM_CREDENTIALS)
 	if err == nil || err.Error() != want {
-		closeAll(fds)
+		CloseAll(fds)
 		t.Fatalf("Recv with SO_PASSCRED = %v, %v; want error %q", fds, err, want)
 	}
 	if after := openFDs(t); after != before {

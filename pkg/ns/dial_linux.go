@@ -86,6 +86,9 @@ func (t Target) sockaddr() unix.Sockaddr {
 
 func (t Target) String() string { return t.Network + ":" + t.Addr }
 
+// Domain is the socket domain of the target: AF_INET, AF_INET6 or AF_UNIX.
+func (t Target) Domain() int { return t.domain }
+
 // aLongTimeAgo is a deadline that has passed, to wake a blocked connect.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -97,6 +100,11 @@ func Dial(ctx context.Context, s Sockets, t Target) (net.Conn, error) {
 	sa := t.sockaddr()
 	if sa == nil {
 		return nil, errors.New("dial: target not parsed with ParseTarget")
+	}
+	// context.AfterFunc runs late for a context that is already done: an
+	// immediate loopback connect could win the race. Never dial then.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("dial %s: %w", t, err)
 	}
 	if t.domain == unix.AF_UNIX {
 		// A unix path is resolved where the sockets were entered (a

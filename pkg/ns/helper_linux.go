@@ -116,15 +116,15 @@ func (h *helper) request(domain, typ, proto int, path string) (int, error) {
 	case n == 0:
 		return -1, ErrHelperExited
 	case n != 4:
-		closeFDs(fds)
+		fdpass.CloseAll(fds)
 		return -1, fmt.Errorf("namespace helper: reply of %d bytes", n)
 	}
 	if errno := binary.LittleEndian.Uint32(resp[:]); errno != 0 {
-		closeFDs(fds)
+		fdpass.CloseAll(fds)
 		return -1, fmt.Errorf("socket in namespace: %w", syscall.Errno(errno))
 	}
 	if len(fds) != 1 {
-		closeFDs(fds)
+		fdpass.CloseAll(fds)
 		return -1, fmt.Errorf("namespace helper: got %d descriptors, want 1", len(fds))
 	}
 	return fds[0], nil
@@ -133,12 +133,6 @@ func (h *helper) request(domain, typ, proto int, path string) (int, error) {
 func (h *helper) Close() error {
 	h.conn.Close() // the child reads EOF and exits
 	return h.cmd.Wait()
-}
-
-func closeFDs(fds []int) {
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
 }
 
 // IsHelper reports whether this process was started as a namespace helper.
@@ -166,7 +160,7 @@ func RunHelper() {
 			}
 			os.Exit(0)
 		}
-		closeFDs(fds)
+		fdpass.CloseAll(fds)
 		var resp [4]byte
 		fd := -1
 		if n < 12 {

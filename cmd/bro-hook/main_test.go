@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/proctest"
 	"github.com/brothaman/brothaman-go/pkg/hook"
 )
 
@@ -226,36 +227,6 @@ func checkStderr(t *testing.T, stderr, want string) {
 	}
 }
 
-// startNetNSSleeper runs `unshare --net sleep 60` (a process with a network
-// namespace of its own, as a container's) and returns its pid once it is
-// sleep. Root only.
-func startNetNSSleeper(t *testing.T) int {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root for a throwaway network namespace: run the Go tests as root, as make check and CI do")
-	}
-	cmd := exec.Command("unshare", "--net", "sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	pid := cmd.Process.Pid
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err == nil && string(comm) == "sleep\n" {
-			return pid
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("unshare did not become sleep within 5s (comm %q, %v)", comm, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // checkOnlyRecord: dir holds exactly want (names), no temp file.
 func checkFiles(t *testing.T, dir string, want ...string) {
 	t.Helper()
@@ -268,7 +239,7 @@ func checkFiles(t *testing.T, dir string, want ...string) {
 // TestHookTwoPrestartsOneID: a second prestart for the same id (a runtime
 // that retries) replaces the record; poststop removes it; nothing is left.
 func TestHookTwoPrestartsOneID(t *testing.T) {
-	pid := startNetNSSleeper(t)
+	pid := proctest.Sleeper(t, true)
 	const id = "twice"
 	dir := filepath.Join(t.TempDir(), "bro")
 	for i := 1; i <= 2; i++ {
@@ -318,7 +289,7 @@ func TestHookTwoPrestartsOneID(t *testing.T) {
 // nothing on stderr, no temp file is left, and what is left is either
 // nothing or a whole record. A final poststop leaves the directory empty.
 func TestHookPrestartPoststopRace(t *testing.T) {
-	pid := startNetNSSleeper(t)
+	pid := proctest.Sleeper(t, true)
 	const id = "racer"
 	dir := filepath.Join(t.TempDir(), "bro")
 	if r := runHook(t, dir, stateJSON(t, id, pid, "8080"), "prestart"); r.code != 0 {
@@ -365,7 +336,7 @@ func TestHookPrestartPoststopRace(t *testing.T) {
 // TestHookStaleRecordRemoved: a record whose process died without a
 // poststop (conmon killed) is removed by the next prestart of any container.
 func TestHookStaleRecordRemoved(t *testing.T) {
-	pid := startNetNSSleeper(t)
+	pid := proctest.Sleeper(t, true)
 	dir := filepath.Join(t.TempDir(), "bro")
 	if r := runHook(t, dir, stateJSON(t, "stale", pid, "8080"), "prestart"); r.code != 0 {
 		t.Fatalf("prestart: exit %d, %q", r.code, r.stderr)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -13,41 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/proctest"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
-
-// startSleeper runs `sleep 60`, in a new network namespace if newNetNS, and
-// returns its pid once the process is sleep (after unshare's exec, so the
-// namespace is in place). It is killed and reaped when the test ends.
-func startSleeper(t *testing.T, newNetNS bool) int {
-	t.Helper()
-	cmd := exec.Command("sleep", "60")
-	if newNetNS {
-		requireRoot(t) // a throwaway netns needs CAP_SYS_ADMIN; CI runs as root
-		cmd = exec.Command("unshare", "--net", "sleep", "60")
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	pid := cmd.Process.Pid
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err == nil && string(comm) == "sleep\n" {
-			return pid
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%v did not become sleep within 5s (comm %q, %v)", cmd.Args, comm, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func stateFor(id string, pid int, annotation string) *State {
 	s := &State{specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid}}
@@ -58,7 +27,7 @@ func stateFor(id string, pid int, annotation string) *State {
 }
 
 func TestNewRecord(t *testing.T) {
-	pid := startSleeper(t, true)
+	pid := proctest.Sleeper(t, true)
 	start, err := ns.StartTime(pid)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +111,7 @@ func TestNewRecord(t *testing.T) {
 }
 
 func TestNewRecordErrors(t *testing.T) {
-	hostPID := startSleeper(t, false)
+	hostPID := proctest.Sleeper(t, false)
 	gone := deadPID(t)
 	shortID := testID[:12]
 	tests := []struct {
@@ -230,7 +199,7 @@ func TestNewRecordMalformedAnnotation(t *testing.T) {
 }
 
 func TestRecordAlive(t *testing.T) {
-	pid := startSleeper(t, false)
+	pid := proctest.Sleeper(t, false)
 	start, err := ns.StartTime(pid)
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +226,7 @@ func TestRecordAlive(t *testing.T) {
 }
 
 func TestRemoveStale(t *testing.T) {
-	pid := startSleeper(t, false)
+	pid := proctest.Sleeper(t, false)
 	start, err := ns.StartTime(pid)
 	if err != nil {
 		t.Fatal(err)

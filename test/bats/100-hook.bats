@@ -5,13 +5,12 @@
 
 load helpers
 
-REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 
 setup_file() {
   # The installed tree, as `make install` lays it out, in a temp prefix: the
   # tests point Podman at this hooks.d, never at the system directories.
   INST=$BATS_FILE_TMPDIR/inst
-  make -s -C "$REPO" install PREFIX="$INST" HOOKSDIR="$INST/hooks.d" >/dev/null
+  make -s -C "$BRO_REPO" install PREFIX="$INST" HOOKSDIR="$INST/hooks.d" >/dev/null
   chmod -R a+rX "$BATS_FILE_TMPDIR"
   export INST
 }

@@ -5,26 +5,12 @@
 
 load helpers
 
-REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
-BROLOAD=${BROLOAD:-$REPO/bin/broload}
 
 setup() {
   bro_setup
   [[ -x $BROLOAD ]] || fail "$BROLOAD missing: run make build"
-  NETNS=
 }
 
-teardown() {
-  bro_teardown
-  [[ -n ${NETNS:-} ]] && ip netns delete "$NETNS" 2>/dev/null || true
-}
-
-# make_netns: a network namespace of this test with loopback up.
-make_netns() {
-  NETNS=$BRO_TEST_PREFIX
-  ip netns add "$NETNS"
-  ip -n "$NETNS" link set lo up
-}
 
 # activate PORT ARGS...: bro-proxy ARGS behind a socket on 127.0.0.1:PORT,
 # as root, started on the first connection by systemd-socket-activate.

@@ -5,33 +5,25 @@
 
 load helpers
 
-REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 DNS_IMAGE=localhost/bro-dnsmasq:latest
 # dnsmasq answers bro.test itself: no upstream, no traffic leaves loopback
 DNSMASQ_ARGS=(--no-daemon --no-resolv --no-hosts --port=53 --listen-address=127.0.0.1
               --bind-interfaces --user=root --address=/bro.test/127.0.0.7)
 
 setup_file() {
-  IMAGE=$DNS_IMAGE bash "$REPO/test/images/dnsmasq.sh" >/dev/null
+  IMAGE=$DNS_IMAGE bash "$BRO_REPO/test/images/dnsmasq.sh" >/dev/null
 }
 
 setup() {
   bro_setup
   requires root bro cmd:dig cmd:dnsmasq
-  NETNS=
 }
 
-teardown() {
-  bro_teardown
-  [[ -n ${NETNS:-} ]] && ip netns delete "$NETNS" 2>/dev/null || true
-}
 
 proxy_log() { cat "$BATS_TEST_TMPDIR"/bg.*.log; }
 
 @test "UDP in a namespace: dig through bro-proxy --netns reaches dnsmasq" {
-  NETNS=$BRO_TEST_PREFIX
-  ip netns add "$NETNS"
-  ip -n "$NETNS" link set lo up
+  make_netns
   run_bg ip netns exec "$NETNS" dnsmasq "${DNSMASQ_ARGS[@]}" >/dev/null
   local port; port=$(free_port)
   run_bg "$SOCKET_ACTIVATE" -d -l "127.0.0.1:$port" "$BRO_PROXY" --netns "/run/netns/$NETNS" 127.0.0.1:53 >/dev/null

@@ -5,22 +5,14 @@
 
 load helpers
 
-REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
-BROLOAD=${BROLOAD:-$REPO/bin/broload}
 
 setup() {
   bro_setup
   requires root bro
   [[ -x $BROLOAD ]] || fail "$BROLOAD missing: run make build"
-  NETNS=$BRO_TEST_PREFIX
-  ip netns add "$NETNS"
-  ip -n "$NETNS" link set lo up
+  make_netns
 }
 
-teardown() {
-  bro_teardown
-  ip netns delete "$NETNS" 2>/dev/null || true
-}
 
 activate() {
   local port=$1; shift

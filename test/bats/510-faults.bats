@@ -6,22 +6,14 @@
 
 load helpers
 
-REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
-BROLOAD=${BROLOAD:-$REPO/bin/broload}
 
 setup() {
   bro_setup
   requires root
   [[ -x $BROLOAD ]] || fail "$BROLOAD missing: run make build"
-  NETNS=$BRO_TEST_PREFIX
-  ip netns add "$NETNS"
-  ip -n "$NETNS" link set lo up
+  make_netns
 }
 
-teardown() {
-  bro_teardown
-  [[ -n ${NETNS:-} ]] && ip netns delete "$NETNS" 2>/dev/null || true
-}
 
 # in_ns CMD...: run_bg CMD inside the test's namespace.
 in_ns() { run_bg ip netns exec "$NETNS" "$@" >/dev/null; }

@@ -7,8 +7,6 @@
 
 load helpers
 
-REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
-BROLOAD=${BROLOAD:-$REPO/bin/broload}
 
 setup() {
   bro_setup
@@ -134,7 +132,7 @@ check_tree() {
 @test "no installed binary is setuid, setgid or has file capabilities (DESTDIR tree and the real install)" {
   requires cmd:getcap
   local dest=$BATS_TEST_TMPDIR/dest
-  run_cmd 0 make -C "$REPO" --no-print-directory install DESTDIR="$dest" OUT="$BATS_TEST_TMPDIR/out"
+  run_cmd 0 make -C "$BRO_REPO" --no-print-directory install DESTDIR="$dest" OUT="$BATS_TEST_TMPDIR/out"
   run_cmd 0 find "$dest" -type f
   assert_line --partial /usr/local/bin/bro-proxy
   assert_line --partial /usr/local/libexec/brothaman/bro-hook

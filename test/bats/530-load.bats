@@ -13,23 +13,15 @@
 
 load helpers
 
-REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
-BROLOAD=${BROLOAD:-$REPO/bin/broload}
 BRO_LOAD_N=${BRO_LOAD_N:-$(( ($(ulimit -Hn) - 200) / 6 / 100 * 100 ))}
 
 setup() {
   bro_setup
   requires root
   [[ -x $BROLOAD ]] || fail "$BROLOAD missing: run make build"
-  NETNS=$BRO_TEST_PREFIX
-  ip netns add "$NETNS"
-  ip -n "$NETNS" link set lo up
+  make_netns
 }
 
-teardown() {
-  bro_teardown
-  [[ -n ${NETNS:-} ]] && ip netns delete "$NETNS" 2>/dev/null || true
-}
 
 sockets_of() { find "/proc/$1/fd" -lname 'socket:*' | wc -l; }
 

@@ -5,8 +5,6 @@
 
 load helpers
 
-REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
-BROLOAD=${BROLOAD:-$REPO/bin/broload}
 
 setup() {
   bro_setup

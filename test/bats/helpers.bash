@@ -26,6 +26,10 @@ QUADLET=${QUADLET:-/usr/lib/systemd/user-generators/podman-user-generator}
 # machines, see test/rig/README.md). Set ROOT_RUNTIME= to use Podman's default.
 ROOT_RUNTIME=${ROOT_RUNTIME-/usr/local/bin/runc-sandbox}
 
+# the repository (bin/ holds what make build built) and its test tools
+BRO_REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+BROLOAD=${BROLOAD:-$BRO_REPO/bin/broload}
+
 BBOX_IMAGE=${BBOX_IMAGE:-localhost/bbox:latest}
 PG_IMAGE=${PG_IMAGE:-localhost/postgres:15}
 RIG_USER=${RIG_USER:-lingeruser}
@@ -321,6 +325,7 @@ bro_teardown() {
   _bro_podman_clean "$PODMAN" &
   wait
   : >"$BATS_TEST_TMPDIR/.bro-files" 2>/dev/null || true
+  if [[ -n ${NETNS:-} ]]; then ip netns delete "$NETNS" 2>/dev/null || true; NETNS=; fi
 }
 
 # _bro_user_clean USER: stop USER's units named after the prefix, remove the
@@ -351,6 +356,14 @@ _bro_user_clean() {
     as_user "$user" systemctl --user reset-failed "$p*" 2>/dev/null || true
   fi
   _bro_podman_clean as_user "$user" "$PODMAN"
+}
+
+# make_netns: a network namespace of this test, named after its prefix, with
+# loopback up, in $NETNS; bro_teardown deletes it.
+make_netns() {
+  NETNS=$BRO_TEST_PREFIX
+  ip netns add "$NETNS"
+  ip -n "$NETNS" link set lo up
 }
 
 # _kill_tree PID: end PID and every process below it, children first. A job

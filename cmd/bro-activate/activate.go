@@ -2,13 +2,13 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/brothaman/brothaman-go/internal/cli"
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/quadlet"
 	"github.com/brothaman/brothaman-go/pkg/units"
@@ -26,8 +26,8 @@ func runActivate(args []string, direct bool) int {
 	if direct {
 		cmd = "bro-activate-direct"
 	}
-	o, err := parseOptions(args, direct, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	o, err := parseOptions(args, direct, os.Stdout)
+	if errors.Is(err, cli.ErrDone) {
 		return 0
 	}
 	if err != nil {

@@ -107,8 +107,10 @@ func TestActivateErrors(t *testing.T) {
 		{[]string{"nope"}, "find nope.container in " + qdir + ": quadlet not found"},
 		{[]string{"../db"}, `invalid quadlet name "../db": contains "/"; want 1-200 characters of A-Z a-z 0-9 _ . : -, not starting with - or ., no / and no ..`},
 		{[]string{"db"}, "no ports for " + qdir + "/db.container: it has no Annotation=bro.activate=… and no --listen or --target was given"},
-		{[]string{"a", "b"}, "want exactly one NAME, got 2"},
-		{[]string{"--user", "--system", "db"}, "invalid flags: --user and --system exclude each other"},
+		{[]string{"a", "b"}, "want exactly one NAME (a quadlet NAME.container), got 2 (see bro-activate --help)"},
+		{[]string{"--user", "--system", "db"}, "invalid options: --user and --system exclude each other"},
+		{[]string{"--idle-stop", "5fortnights", "db"}, `invalid argument "5fortnights" for "--idle-stop" flag: time span "5fortnights": unknown unit "fortnights" (want us, ms, s, min, h, d) (see bro-activate --help)`},
+		{[]string{"-idle-stop", "5min", "db"}, `unknown shorthand flag: 'i' in -idle-stop (see bro-activate --help)`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -194,8 +196,13 @@ func TestIdleStopAnnotation(t *testing.T) {
 	}{
 		{"90s", "", 90 * time.Second},
 		{"5m", "", 5 * time.Minute},
-		{"soon", `invalid bro.idle-stop="soon" in %s: want a duration such as 90s or 5m, greater than 0`, 0},
-		{"-1s", `invalid bro.idle-stop="-1s" in %s: want a duration such as 90s or 5m, greater than 0`, 0},
+		{"5min", "", 5 * time.Minute},
+		{"1h30min", "", 90 * time.Minute},
+		{"500ms", "", 500 * time.Millisecond},
+		{`"1h 30s"`, "", time.Hour + 30*time.Second},
+		{"soon", `invalid bro.idle-stop="soon" in %s: want a systemd time span greater than 0, such as 90s, 5min or 1h30min`, 0},
+		{"-1s", `invalid bro.idle-stop="-1s" in %s: want a systemd time span greater than 0, such as 90s, 5min or 1h30min`, 0},
+		{"0", `invalid bro.idle-stop="0" in %s: want a systemd time span greater than 0, such as 90s, 5min or 1h30min`, 0},
 	} {
 		path := filepath.Join(dir, "q.container")
 		os.WriteFile(path, []byte("[Container]\nImage=x\nAnnotation=bro.activate=80 bro.idle-stop="+tc.value+"\n"), 0o644)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/quadlet"
+	"github.com/brothaman/brothaman-go/pkg/timespan"
 	"github.com/brothaman/brothaman-go/pkg/units"
 )
 
@@ -116,9 +117,9 @@ func idleStopAnnotation(c *quadlet.Container) (time.Duration, error) {
 	if !ok {
 		return 0, nil
 	}
-	d, err := time.ParseDuration(v)
+	d, err := timespan.Parse(v)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("invalid %s=%q in %s: want a duration such as 90s or 5m, greater than 0", IdleStopKey, v, c.Path)
+		return 0, fmt.Errorf("invalid %s=%q in %s: want a systemd time span greater than 0, such as 90s, 5min or 1h30min", IdleStopKey, v, c.Path)
 	}
 	return d, nil
 }

@@ -17,6 +17,8 @@ func main() {
 			name, args = "bro-generator", args[1:]
 		case "status":
 			os.Exit(runStatus(args[1:], os.Stdout, os.Stderr))
+		case "completion":
+			os.Exit(runCompletion(args[1:]))
 		}
 	}
 	switch name {
@@ -33,4 +35,13 @@ func main() {
 func fail(cmd string, err error) int {
 	fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
 	return 1
+}
+
+// runCompletion is `bro-activate completion SHELL`, the same as
+// `bro-activate --completion SHELL`.
+func runCompletion(args []string) int {
+	if len(args) != 1 {
+		return fail("bro-activate completion", fmt.Errorf("want one SHELL (bash, zsh or fish), got %d arguments", len(args)))
+	}
+	return runActivate([]string{"--completion", args[0]}, false)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,27 +12,46 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/brothaman/brothaman-go/internal/cli"
 	"github.com/brothaman/brothaman-go/pkg/units"
 )
 
 // runStatus is `bro-activate status [NAME...]`: every activator (written by
 // bro-activate or bro-generator) with its socket, container and bro-proxy
 // states and bro-proxy's live counters (its STATUS= line).
+type statusOptions struct{ user, system bool }
+
+func newStatusCommand(o *statusOptions) *cli.Command {
+	c := cli.New("bro-activate status", "[--user|--system] [NAME...]",
+		"List every activator (written by bro-activate or bro-generator) with its socket,\ncontainer and bro-proxy states and bro-proxy's live counters.",
+		"bro-activate status\nbro-activate status test-postgresql")
+	c.Operands = "quadlets"
+	c.Bool(&o.user, "user", "", "the user manager's activators (default unless root)")
+	c.Bool(&o.system, "system", "", "the system manager's activators (default for root)")
+	return c
+}
+
 func runStatus(args []string, stdout, stderr io.Writer) int {
+	var o statusOptions
+	c := newStatusCommand(&o)
+	c.Stdout = stdout
+	if err := c.Parse(args); errors.Is(err, cli.ErrDone) {
+		return 0
+	} else if err != nil {
+		fmt.Fprintf(stderr, "bro-activate status: %v\n", err)
+		return 2
+	}
+	if o.user && o.system {
+		fmt.Fprintln(stderr, "bro-activate status: invalid options: --user and --system exclude each other")
+		return 2
+	}
 	user := os.Geteuid() != 0
+	if o.user || o.system {
+		user = o.user
+	}
 	want := make(map[string]bool)
-	for _, a := range args {
-		switch a {
-		case "--user":
-			user = true
-		case "--system":
-			user = false
-		case "-h", "--help":
-			fmt.Fprintln(stdout, "usage: bro-activate status [--user|--system] [NAME...]")
-			return 0
-		default:
-			want[a] = true
-		}
+	for _, a := range c.Args() {
+		want[a] = true
 	}
 	dirs := []string{unitDir(user), generatorDir(user)}
 	acts := findActivators(dirs)

@@ -16,7 +16,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/brothaman/brothaman-go/internal/version"
+	"github.com/brothaman/brothaman-go/internal/cli"
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/sirupsen/logrus"
 )
@@ -32,7 +32,28 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stderr, log))
 }
 
+const hookText = `The OCI hook of Brothaman-Go. The container runtime runs it, through the
+hooks.d files 50-bro-activate-prestart.json and 50-bro-activate-poststop.json,
+for every container with a bro.activate annotation, with the container's OCI
+state on stdin:
+
+  prestart, createRuntime   record the container (id, name, unit, pid, netns, ports)
+  poststop                  remove its record (never fails a stop)
+
+Set BRO_HOOK_DEBUG=1 in the hooks.d file's env for a log on stderr.`
+
+const hookExamples = `# what the runtime does at container creation:
+bro-hook prestart < state.json`
+
 func run(args []string, stdin io.Reader, stderr io.Writer, log *logrus.Logger) int {
+	c := cli.New("bro-hook", "prestart|createRuntime|poststop", hookText, hookExamples)
+	if err := c.Parse(args); errors.Is(err, cli.ErrDone) {
+		return 0
+	} else if err != nil {
+		fmt.Fprintf(stderr, "bro-hook: %v\n", err)
+		return 2
+	}
+	args = c.Args()
 	if len(args) != 1 {
 		fmt.Fprintln(stderr, "bro-hook: usage: bro-hook prestart|createRuntime|poststop (OCI state on stdin)")
 		return 2
@@ -49,9 +70,6 @@ func run(args []string, stdin io.Reader, stderr io.Writer, log *logrus.Logger) i
 			// A stop must never fail because of us: warn and succeed.
 			fmt.Fprintf(stderr, "bro-hook: warning: %v\n", err)
 		}
-		return 0
-	case "--version", "version":
-		fmt.Fprintln(stderr, "bro-hook", version.Version)
 		return 0
 	default:
 		fmt.Fprintf(stderr, "bro-hook: unknown stage %q: want prestart, createRuntime or poststop\n", args[0])

@@ -19,6 +19,7 @@ type targetFlags struct {
 }
 
 func (t *targetFlags) String() string { return "" }
+func (t *targetFlags) Type() string   { return "[NAME=]HOST:PORT" }
 
 func (t *targetFlags) Set(v string) error {
 	if v == "" {

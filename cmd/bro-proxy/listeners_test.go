@@ -155,45 +155,12 @@ func TestTargetFlagErrors(t *testing.T) {
 	}
 }
 
-func TestParseTimespan(t *testing.T) {
-	tests := []struct {
-		in   string
-		want time.Duration
-		err  string
-	}{
-		{"30s", 30 * time.Second, ""},
-		{"250ms", 250 * time.Millisecond, ""},
-		{"5min", 5 * time.Minute, ""},
-		{"1h 30min", 90 * time.Minute, ""},
-		{"10", 10 * time.Second, ""},
-		{"1.5s", 1500 * time.Millisecond, ""},
-		{"2d", 48 * time.Hour, ""},
-		{"", 0, `time span "": empty`},
-		{"abc", 0, `time span "abc": want a number before "abc"`},
-		{"5 fortnights", 0, `time span "5 fortnights": unknown unit "fortnights" (want us, ms, s, min, h, d)`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseTimespan(tt.in)
-			if tt.err != "" {
-				if err == nil || err.Error() != tt.err {
-					t.Fatalf("parseTimespan(%q) error = %v; want %s", tt.in, err, tt.err)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("parseTimespan(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
-			}
-		})
-	}
-}
-
 func TestParseFlags(t *testing.T) {
-	o, err := parseFlags([]string{"--container", "pg", "--exit-idle-time", "2min", "--connections-max", "10", "127.0.0.1:5432"})
+	o, err := parseFlags([]string{"--container", "pg", "--exit-idle-time", "1h 2min", "-c", "10", "127.0.0.1:5432"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.container != "pg" || o.exitIdle != 2*time.Minute || o.connectionsMax != 10 || o.target != "127.0.0.1:5432" {
+	if o.container != "pg" || o.exitIdle != time.Hour+2*time.Minute || o.udpIdle != time.Minute || o.connectionsMax != 10 || o.target != "127.0.0.1:5432" {
 		t.Errorf("parseFlags = %+v", o)
 	}
 	for _, tc := range []struct {
@@ -204,6 +171,8 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--pid", "1", "--netns", "/x", "1.1.1.1:1"}, "give at most one of --container, --pid and --netns"},
 		{[]string{"--connections-max", "0", "127.0.0.1:1"}, "--connections-max 0: want at least 1"},
 		{[]string{"a", "b"}, "want at most one TARGET, got 2 arguments"},
+		{[]string{"--exit-idle-time", "5fortnights", "127.0.0.1:1"}, `invalid argument "5fortnights" for "--exit-idle-time" flag: time span "5fortnights": unknown unit "fortnights" (want us, ms, s, min, h, d) (see bro-proxy --help)`},
+		{[]string{"-exit-idle-time", "5s", "127.0.0.1:1"}, `unknown shorthand flag: 'e' in -exit-idle-time (see bro-proxy --help)`},
 	} {
 		if _, err := parseFlags(tc.args); err == nil || err.Error() != tc.want {
 			t.Errorf("parseFlags(%q) = %v; want %s", tc.args, err, tc.want)

@@ -12,7 +12,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/brothaman/brothaman-go/internal/version"
+	"github.com/brothaman/brothaman-go/internal/cli"
 	"github.com/brothaman/brothaman-go/pkg/fdpass"
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/ns"
@@ -47,52 +46,63 @@ type options struct {
 	targets          targetFlags
 	proxyProto       proxyProtoFlags
 	target           string
-	version          bool
 }
 
-const usage = `usage: bro-proxy [OPTIONS] [TARGET]
-
-Proxy connections on sockets inherited from systemd (LISTEN_FDS) to TARGET
-(HOST:PORT or a unix socket path) as seen inside the backend's network
-namespace:
+const usageText = `Proxy connections on sockets inherited from systemd (LISTEN_FDS) to TARGET
+(HOST:PORT, or a unix socket path) as seen inside the backend's network
+namespace, which is one of:
   --container NAME   the container bro-hook recorded (name, unit or id);
                      waits for it to start, follows it across restarts
   --pid PID          the network namespace of process PID
   --netns PATH       a network namespace file (/run/netns/NAME)
   (none)             this process's own namespace, like systemd-socket-proxyd
 
-Options:
-`
+Durations are systemd time spans: 500ms, 90s, 5min, "1h 30min", 90 (seconds).`
 
-func parseFlags(args []string) (*options, error) {
-	o := &options{containerTimeout: 60 * time.Second, connectTimeout: 30 * time.Second,
-		connectionsMax: 4096, drainTimeout: 10 * time.Second}
-	fs := flag.NewFlagSet("bro-proxy", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+const examples = `# what bro-activate writes into NAME-activator.service:
+bro-proxy --container pg --start-unit pg.service --exit-idle-time 5min --target 127.0.0.1:5432
+
+# try it by hand, without units:
+systemd-socket-activate -l 127.0.0.1:8080 bro-proxy --pid 1234 127.0.0.1:80
+
+# a drop-in for systemd-socket-proxyd:
+bro-proxy -c 256 --exit-idle-time 30s 127.0.0.1:8080`
+
+// newCommand defines bro-proxy's options on o, with their defaults.
+func newCommand(o *options) *cli.Command {
+	c := cli.New("bro-proxy", "[OPTIONS] [TARGET]", usageText, examples)
+	fs := c.Flags
 	fs.StringVar(&o.container, "container", "", "follow the container `NAME` (or id, or quadlet unit) through bro-hook's records")
 	fs.StringVar(&o.startUnit, "start-unit", "", "with --container: start `UNIT` (systemctl start --no-block) when a client waits for a container that is not running")
 	fs.IntVar(&o.pid, "pid", 0, "dial inside the network namespace of `PID`")
 	fs.StringVar(&o.netns, "netns", "", "dial inside the network namespace file `PATH`")
-	fs.Var(durationFlag{&o.containerTimeout}, "container-timeout", "how long a client waits for the container to appear")
-	fs.Var(durationFlag{&o.connectTimeout}, "connect-timeout", "how long a client waits for the backend to accept")
-	fs.IntVar(&o.connectionsMax, "connections-max", o.connectionsMax, "concurrent connections; beyond it, stop accepting (`N`)")
-	fs.IntVar(&o.connectionsMax, "c", o.connectionsMax, "short for --connections-max")
-	fs.Var(durationFlag{&o.exitIdle}, "exit-idle-time", "exit after this long without connections (0: never)")
-	fs.Var(durationFlag{&o.drainTimeout}, "drain-timeout", "on SIGTERM, how long open connections may finish")
-	fs.Var(durationFlag{&o.udpIdle}, "udp-idle-timeout", "a UDP client's flow ends after this long without datagrams (default 60s)")
-	fs.IntVar(&o.udpFlowsMax, "udp-flows-max", 1024, "UDP clients served at once (`N`)")
-	fs.Var(durationFlag{&o.idleTimeout}, "idle-timeout", "close a connection after this long without data either way (0: never)")
-	fs.Var(durationFlag{&o.keepAlive}, "keepalive", "TCP keepalive: first probe after this idle time, then as often, 3 probes (0: Go's default, 15s, on clients)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warning or error")
-	fs.Var(&o.targets, "target", "`[NAME=]HOST:PORT` for the inherited socket named NAME, or for the next one in order; repeatable")
-	fs.Var(&o.proxyProto, "proxy-protocol", "send a PROXY protocol header (`[NAME=]v1|v2`) so the backend sees the client's address; for the socket named NAME, or all; repeatable")
-	fs.BoolVar(&o.version, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	c.Complete("netns", cli.ValueFiles)
+	c.Duration(&o.containerTimeout, "container-timeout", 60*time.Second, "how long a client waits for the container to appear")
+	c.Duration(&o.connectTimeout, "connect-timeout", 30*time.Second, "how long a client waits for the backend to accept")
+	fs.IntVarP(&o.connectionsMax, "connections-max", "c", 4096, "at most `N` connections at once; beyond it, stop accepting: clients wait in the backlog")
+	c.Duration(&o.exitIdle, "exit-idle-time", 0, "exit after this long without connections (0: never)")
+	c.Duration(&o.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long open connections may finish")
+	c.Duration(&o.udpIdle, "udp-idle-timeout", 60*time.Second, "a UDP client's flow ends after this long without datagrams")
+	fs.IntVar(&o.udpFlowsMax, "udp-flows-max", 1024, "at most `N` UDP clients served at once")
+	c.Duration(&o.idleTimeout, "idle-timeout", 0, "close a connection after this long without data either way (0: never)")
+	c.Duration(&o.keepAlive, "keepalive", 0, "TCP keepalive: first probe after this idle time, then as often, 3 probes (0: Go's default, 15s, on clients)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warning or error")
+	c.Complete("log-level", "debug info warning error")
+	fs.Var(&o.targets, "target", "target for the inherited socket named NAME, or for the next one in order; repeatable")
+	fs.Var(&o.proxyProto, "proxy-protocol", "send a PROXY protocol header so the backend sees the client's address; for the socket named NAME, or all; repeatable")
+	c.Complete("proxy-protocol", "v1 v2")
+	return c
+}
+
+// parseFlags returns the options, or cli.ErrDone after --help, --version
+// or --completion, or an error naming the bad value.
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	c := newCommand(o)
+	if err := c.Parse(args); err != nil {
 		return nil, err
 	}
-	if o.version {
-		return o, nil
-	}
+	fs := c.Flags
 	switch fs.NArg() {
 	case 0:
 	case 1:
@@ -129,16 +139,12 @@ func main() {
 		ns.RunHelper() // never returns
 	}
 	o, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
+	if errors.Is(err, cli.ErrDone) {
+		return
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bro-proxy: %v\n", err)
 		os.Exit(2)
-	}
-	if o.version {
-		fmt.Println("bro-proxy", version.Version)
-		return
 	}
 	log := newLogger(o.logLevel)
 	if err := run(o, log); err != nil {

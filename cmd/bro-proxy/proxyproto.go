@@ -75,6 +75,7 @@ type proxyProtoFlags struct {
 }
 
 func (f *proxyProtoFlags) String() string { return "" }
+func (f *proxyProtoFlags) Type() string   { return "[NAME=]v1|v2" }
 
 func (f *proxyProtoFlags) Set(v string) error {
 	name, ver, named := strings.Cut(v, "=")

@@ -148,12 +148,13 @@ step "packages"
 # podman stack; rig tools (debootstrap, busybox-static, python3 for the
 # wrapper); test tools: bats + bats-assert/bats-support (loaded by
 # test/bats/helpers.bash), psql, nc, ss (iproute2), and systemd for
-# systemd-socket-activate, /lib/systemd/systemd-socket-proxyd, systemd-analyze.
+# systemd-socket-activate, /lib/systemd/systemd-socket-proxyd, systemd-analyze;
+# bash-completion, zsh and fish: the completion scripts are run by each shell.
 PKGS=(podman crun runc uidmap slirp4netns catatonit busybox-static
       dbus-user-session libcap2-bin debootstrap python3 util-linux procps
       systemd bats bats-assert bats-support
       postgresql-client-15 netcat-openbsd iproute2 curl jq
-      dnsmasq-base bind9-dnsutils)
+      dnsmasq-base bind9-dnsutils bash-completion zsh fish)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -281,6 +281,28 @@ run_bg() {
   echo "$pid"
 }
 
+# descendant PID REGEXP [TIMEOUT=10]: the pid of the one process below PID
+# (at any depth) whose command line matches the extended REGEXP. Finds only
+# what this test started, never another suite's or the demo's processes.
+descendant() {
+  local root=$1 re=$2 deadline=$(( SECONDS + ${3:-10} )) found p
+  while :; do
+    found=()
+    for p in $(_descendants "$root"); do
+      tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -Eq -- "$re" && found+=("$p")
+    done
+    (( ${#found[@]} == 1 )) && { echo "${found[0]}"; return 0; }
+    (( SECONDS < deadline )) || break
+    sleep 0.1
+  done
+  fail "descendant $root '$re': want one process, found ${#found[@]} (${found[*]:-none}) among: $(_descendants "$root" | xargs)" || return
+}
+
+_descendants() {
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do echo "$child"; _descendants "$child"; done
+}
+
 # --------------------------------------------------------- setup/teardown
 # bro_setup: a name prefix unique to this test (units, containers, quadlets,
 # networks), short and valid everywhere a unit or container name is.

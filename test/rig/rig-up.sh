@@ -149,12 +149,14 @@ step "packages"
 # wrapper); test tools: bats + bats-assert/bats-support (loaded by
 # test/bats/helpers.bash), psql, nc, ss (iproute2), and systemd for
 # systemd-socket-activate, /lib/systemd/systemd-socket-proxyd, systemd-analyze;
-# bash-completion, zsh and fish: the completion scripts are run by each shell.
+# bash-completion, zsh and fish: the completion scripts are run by each shell;
+# the package (make deb): dpkg-dev (dpkg-shlibdeps), go-md2man (man pages), lintian.
 PKGS=(podman crun runc uidmap slirp4netns catatonit busybox-static
       dbus-user-session libcap2-bin debootstrap python3 util-linux procps
       systemd bats bats-assert bats-support
       postgresql-client-15 netcat-openbsd iproute2 curl jq
-      dnsmasq-base bind9-dnsutils bash-completion zsh fish)
+      dnsmasq-base bind9-dnsutils bash-completion zsh fish
+      dpkg-dev go-md2man lintian)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -65,6 +65,15 @@ Annotation=bro.activate=127.0.0.1:$port:5432"
           run_cmd 0 make -n -C "$BRO_REPO" ${m#make}
         done < <(sed 's/ && /\n/g' <<<"$line")
         ;;
+      bro-activate\ completion\ *|bro-proxy\ --completion\ *)
+        # the script, into a file of this test; it must be one bash reads
+        local prog=$BRO_ACTIVATE out=$BATS_TEST_TMPDIR/completion
+        [[ $line == bro-proxy* ]] && prog=$BRO_PROXY
+        args=${line#* }
+        args=${args%% >*}
+        # shellcheck disable=SC2086
+        run_cmd 0 bash -c '"$@" > "$0" && bash -n "$0" && grep -q "^complete -F" "$0"' "$out" "$prog" $args
+        ;;
       bro-activate\ status*)
         run_cmd 0 as_user "$RIG_USER" "$BRO_ACTIVATE" ${line#bro-activate }
         ;;

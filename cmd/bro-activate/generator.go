@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/cli"
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/quadlet"
 	"github.com/brothaman/brothaman-go/pkg/timespan"
@@ -20,6 +22,17 @@ import (
 // daemon-reload, so one bad quadlet is logged (stderr reaches the journal or
 // kmsg) and skipped.
 func runGenerator(argv0 string, args []string) int {
+	c := cli.New("bro-generator", "NORMAL_DIR [EARLY_DIR LATE_DIR]",
+		"A systemd generator (systemd.generator(7)), run by systemd at every daemon-reload:\n"+
+			"writes the activator units of every quadlet with Annotation=bro.activate=… into\n"+
+			"NORMAL_DIR. One bad quadlet is logged and skipped.", "")
+	if err := c.Parse(args); errors.Is(err, cli.ErrDone) {
+		return 0
+	} else if err != nil {
+		fmt.Fprintf(os.Stderr, "bro-generator: %v\n", err)
+		return 2
+	}
+	args = c.Args()
 	if len(args) < 1 || len(args) > 3 {
 		fmt.Fprintln(os.Stderr, "usage: bro-generator NORMAL_DIR [EARLY_DIR LATE_DIR] (run by systemd at daemon-reload)")
 		return 2

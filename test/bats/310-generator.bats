@@ -8,8 +8,8 @@ load helpers
 setup() {
   bro_setup
   requires root user_manager bro
-  GEN_LINK=${GEN_LINK:-/usr/local/lib/systemd/user-generators/bro-generator}
-  [[ -x $GEN_LINK ]] || fail "bro-generator is not installed at $GEN_LINK (make install)"
+  GEN_LINK=${GEN_LINK:-$BRO_USER_GENERATOR}
+  [[ -x $GEN_LINK ]] || fail "bro-generator is not installed at $GEN_LINK (make deb-install or make install)"
   GEN_DIR=/run/user/$(id -u "$RIG_USER")/systemd/generator
   UNIT_DIR=$(getent passwd "$RIG_USER" | cut -d: -f6)/.config/systemd/user
 }

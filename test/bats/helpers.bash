@@ -14,10 +14,17 @@
 # ------------------------------------------------------------------ binaries
 # Every path can be overridden from the environment, e.g. to test a build
 # tree without installing it: BRO_PROXY=$PWD/bin/bro-proxy bats test/bats
-BRO_PROXY=${BRO_PROXY:-/usr/local/bin/bro-proxy}
-BRO_ACTIVATE=${BRO_ACTIVATE:-/usr/local/bin/bro-activate}
-BRO_ACTIVATE_DIRECT=${BRO_ACTIVATE_DIRECT:-/usr/local/bin/bro-activate-direct}
-BRO_HOOK=${BRO_HOOK:-/usr/local/libexec/brothaman/bro-hook}
+# The default is the Debian package's (/usr: make check installs it) when it
+# is installed, else make install's (/usr/local); BRO_PREFIX picks one.
+if [[ -z ${BRO_PREFIX:-} ]]; then
+  BRO_PREFIX=/usr/local
+  [[ -x /usr/bin/bro-proxy ]] && BRO_PREFIX=/usr
+fi
+BRO_PROXY=${BRO_PROXY:-$BRO_PREFIX/bin/bro-proxy}
+BRO_ACTIVATE=${BRO_ACTIVATE:-$BRO_PREFIX/bin/bro-activate}
+BRO_ACTIVATE_DIRECT=${BRO_ACTIVATE_DIRECT:-$BRO_PREFIX/bin/bro-activate-direct}
+BRO_HOOK=${BRO_HOOK:-$BRO_PREFIX/libexec/brothaman/bro-hook}
+BRO_USER_GENERATOR=${BRO_USER_GENERATOR:-$BRO_PREFIX/lib/systemd/user-generators/bro-generator}
 PODMAN=${PODMAN:-podman}
 SOCKET_ACTIVATE=${SOCKET_ACTIVATE:-systemd-socket-activate}
 SOCKET_PROXYD=${SOCKET_PROXYD:-/lib/systemd/systemd-socket-proxyd}
@@ -62,7 +69,7 @@ requires() {
       rootless)     (( EUID != 0 )) || why="test requires a non-root user" ;;
       user_manager) user_manager_ok || why="test requires the systemd --user manager of $RIG_USER" ;;
       bro)          [[ -x $BRO_PROXY && -x $BRO_ACTIVATE && -x $BRO_HOOK ]] ||
-                      why="test requires the installed project ($BRO_PROXY, $BRO_ACTIVATE, $BRO_HOOK; make install)" ;;
+                      why="test requires the installed project ($BRO_PROXY, $BRO_ACTIVATE, $BRO_HOOK; make deb-install or make install)" ;;
       cmd:*)        command -v "${f#cmd:}" >/dev/null || why="test requires command ${f#cmd:}" ;;
       *)            fail "requires: unknown feature '$f'"; return ;;
     esac

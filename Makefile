@@ -7,11 +7,19 @@ HOOKSDIR    ?= /usr/share/containers/oci/hooks.d
 # systemd reads generators from /usr/local/lib/systemd/*-generators too.
 SYSTEMGENERATORDIR ?= $(PREFIX)/lib/systemd/system-generators
 USERGENERATORDIR   ?= $(PREFIX)/lib/systemd/user-generators
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+# zsh's fpath has /usr/local/share/zsh/site-functions; the package (make deb)
+# uses Debian's /usr/share/zsh/vendor-completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/brothaman/brothaman-go/internal/version.Version=$(VERSION)
-GOBUILD := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+# make deb adds BUILDFLAGS=-buildmode=pie EXTRA_LDFLAGS='-s -w' (lintian's
+# hardening and unstripped-binary checks); the version stamp is the same.
+GOBUILD := $(GO) build -trimpath $(BUILDFLAGS) -ldflags '$(EXTRA_LDFLAGS) $(LDFLAGS)'
 OUT     := bin
 
 # One hooks.d file per stage: schema 1.0.0 passes the same args to every
@@ -44,6 +52,21 @@ completions: build
 	$(OUT)/bro-activate direct --completion fish > $(COMPLETIONS)/fish/bro-activate-direct.fish
 	ln -sf bro-activate $(COMPLETIONS)/bash/bro-activate-direct
 
+# Man pages from their markdown (docs/man/NAME.SECTION.md) with go-md2man, as
+# Podman's: bin/man/. bro-activate(1) covers bro-activate-direct (a link).
+MAN1      := bro-proxy bro-activate bro-hook
+MAN7      := brothaman
+MANSRCDIR ?= docs/man
+MANOUT    := $(OUT)/man
+GOMD2MAN  ?= go-md2man
+.PHONY: man
+man: $(MAN1:%=$(MANOUT)/%.1) $(MAN7:%=$(MANOUT)/%.7)
+$(MANOUT)/%: $(MANSRCDIR)/%.md
+	@mkdir -p $(@D)
+	$(GOMD2MAN) -in $< -out $@
+$(MANSRCDIR)/%.md:
+	@echo "man: $@ is missing (the markdown source of a man page)" >&2; exit 1
+
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/brothaman $(DESTDIR)$(HOOKSDIR) \
 		$(DESTDIR)$(SYSTEMGENERATORDIR) $(DESTDIR)$(USERGENERATORDIR)
@@ -71,6 +94,12 @@ uninstall:
 	rm -f $(DESTDIR)$(SYSTEMGENERATORDIR)/bro-generator $(DESTDIR)$(USERGENERATORDIR)/bro-generator
 	rm -f $(DESTDIR)$(BINDIR)/bro-proxy $(DESTDIR)$(BINDIR)/bro-activate $(DESTDIR)$(BINDIR)/bro-activate-direct
 	rm -f $(DESTDIR)$(LIBEXECDIR)/brothaman/bro-hook
+	rm -f $(MAN1:%=$(DESTDIR)$(MANDIR)/man1/%.1) $(DESTDIR)$(MANDIR)/man1/bro-activate-direct.1 \
+		$(MAN7:%=$(DESTDIR)$(MANDIR)/man7/%.7)
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/bro-activate $(DESTDIR)$(BASHCOMPDIR)/bro-activate-direct \
+		$(DESTDIR)$(BASHCOMPDIR)/bro-proxy $(DESTDIR)$(ZSHCOMPDIR)/_bro-activate $(DESTDIR)$(ZSHCOMPDIR)/_bro-proxy \
+		$(DESTDIR)$(FISHCOMPDIR)/bro-activate.fish $(DESTDIR)$(FISHCOMPDIR)/bro-activate-direct.fish \
+		$(DESTDIR)$(FISHCOMPDIR)/bro-proxy.fish
 	-rmdir $(DESTDIR)$(LIBEXECDIR)/brothaman
 
 test:
@@ -87,6 +116,25 @@ lint:
 # Everything CI runs, from a fresh machine: the rig (idempotent), the
 # installed project, static checks, Go tests, every bats suite. As root.
 check: rig install lint test fuzz bats
+
+# The Debian package (packaging/deb/build.sh): $(OUT)/brothaman_VERSION_ARCH.deb,
+# the tree `make install PREFIX=/usr` writes. Needs dpkg-dev and go-md2man;
+# lintian checks it when installed. The versions are computed once per make.
+DEB_VERSION = $(eval DEB_VERSION := $(shell packaging/deb/version.sh '$(VERSION)'))$(DEB_VERSION)
+DEB_ARCH    = $(eval DEB_ARCH := $(shell dpkg --print-architecture))$(DEB_ARCH)
+DEB         = $(OUT)/brothaman_$(DEB_VERSION)_$(DEB_ARCH).deb
+.PHONY: deb deb-install deb-purge
+deb:
+	VERSION='$(VERSION)' DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DEB='$(DEB)' \
+		OUT='$(OUT)' MAKE='$(MAKE)' bash packaging/deb/build.sh
+
+# apt-get install of the package just built (make check, make demo); a
+# `make install` copy goes first: both would own the same hooks.d files.
+deb-install: deb
+	bash test/deb/install.sh '$(DEB)'
+
+deb-purge:
+	bash test/deb/purge-check.sh
 
 rig:
 	bash test/rig/rig-up.sh

@@ -163,7 +163,7 @@ func TestGenerator(t *testing.T) {
 		}
 		return nil
 	})
-	want := "sockets.target.wants/web-activator.socket web-activator.service web-activator.socket"
+	want := "sockets.target.wants/web-activator.socket web-activator.service web-activator.socket web.service.d/50-web-activator-start-limit.conf"
 	if strings.Join(got, " ") != want {
 		t.Errorf("generated %q; want %q", strings.Join(got, " "), want)
 	}
@@ -220,5 +220,30 @@ func TestIdleStopAnnotation(t *testing.T) {
 		if err != nil || d != tc.d {
 			t.Errorf("bro.idle-stop=%s = %v, %v; want %v", tc.value, d, err, tc.d)
 		}
+	}
+}
+
+func TestDirectWritesStartLimitDropInAndRemoves(t *testing.T) {
+	_, udir := setup(t, "[Container]\nImage=x\nAnnotation=bro.activate=127.0.0.1:7000:7\n")
+	out, err := run(t, true, "--unit-dir", udir, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropin := filepath.Join(udir, "db.service.d/50-db-socket-start-limit.conf")
+	if !strings.Contains(out, "wrote "+dropin+"\n") {
+		t.Errorf("output lacks the drop-in:\n%s", out)
+	}
+	if data, _ := os.ReadFile(dropin); !strings.Contains(string(data), "\nStartLimitIntervalSec=0\n") {
+		t.Errorf("%s:\n%s", dropin, data)
+	}
+	out, err = run(t, true, "--unit-dir", udir, "--remove", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "removed "+dropin+"\n") {
+		t.Errorf("--remove output lacks the drop-in:\n%s", out)
+	}
+	if entries, _ := os.ReadDir(udir); len(entries) != 0 {
+		t.Errorf("left after --remove: %v", entries)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -113,8 +114,23 @@ func (s *containerSource) rescan() {
 	s.scanMu.Lock()
 	defer s.scanMu.Unlock()
 	recs, errs := s.dir.List()
+	// warned keys of records that are gone are forgotten, so that a
+	// container crash-looping for days (a new id each time) does not grow
+	// the map
+	seen := make(map[string]bool)
+	defer func() {
+		for k := range s.warned {
+			if !seen[k] {
+				delete(s.warned, k)
+			}
+		}
+	}()
+	warn := func(key, msg string) {
+		seen[key] = true
+		s.warnOnce(key, msg)
+	}
 	for _, err := range errs {
-		s.warnOnce(err.Error(), "ignoring unreadable record: "+err.Error())
+		warn(err.Error(), "ignoring unreadable record: "+err.Error())
 	}
 	var pick *hook.Record
 	for _, r := range recs {
@@ -122,13 +138,13 @@ func (s *containerSource) rescan() {
 			continue
 		}
 		if r.UID != s.uid {
-			s.warnOnce("uid:"+r.ID, fmt.Sprintf("ignoring record %s: it belongs to uid %d, not %d", r.ID, r.UID, s.uid))
+			warn("uid:"+r.ID, fmt.Sprintf("ignoring record %s: it belongs to uid %d, not %d", r.ID, r.UID, s.uid))
 			continue
 		}
 		if !r.Alive() {
 			// The process is gone or its pid names another process now:
 			// poststop has not run (yet), or never will (conmon killed).
-			s.warnOnce("stale:"+r.ID, fmt.Sprintf("ignoring stale record %s of container %s: pid %d is gone or was reused (start time differs)", hook.ShortID(r.ID), r.Name, r.PID))
+			warn("stale:"+r.ID, fmt.Sprintf("ignoring stale record %s of container %s: pid %d is gone or was reused (start time differs)", hook.ShortID(r.ID), r.Name, r.PID))
 			continue
 		}
 		pick = r
@@ -136,6 +152,9 @@ func (s *containerSource) rescan() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if pick != nil {
+		seen["enter:"+pick.ID] = true
+	}
 	if pick != nil && s.cur != nil && s.cur.rec.ID == pick.ID && s.cur.rec.PID == pick.PID {
 		return
 	}
@@ -157,7 +176,8 @@ func (s *containerSource) rescan() {
 		// Sockets already made keep their namespace; only new ones stop.
 		old.sockets.Close()
 		if s.cur == nil {
-			s.log.WithFields(logrus.Fields{"container": hook.ShortID(old.rec.ID), "pid": old.rec.PID}).Info("container gone; waiting for it to start again")
+			repeatLog.log("gone", s.log.WithFields(logrus.Fields{"container": hook.ShortID(old.rec.ID), "pid": old.rec.PID}),
+				logrus.InfoLevel, "container gone; waiting for it to start again")
 		}
 	}
 	close(s.changed)
@@ -175,17 +195,21 @@ func (s *containerSource) enter(rec *hook.Record) (*generation, error) {
 	if s.wrap != nil {
 		sockets = s.wrap(sockets)
 	}
-	s.log.WithFields(logrus.Fields{"container": hook.ShortID(rec.ID), "name": rec.Name, "pid": rec.PID}).
-		Info("container found; entered its network namespace")
+	repeatLog.log("found", s.log.WithFields(logrus.Fields{"container": hook.ShortID(rec.ID), "name": rec.Name, "pid": rec.PID}),
+		logrus.InfoLevel, "container found; entered its network namespace")
 	return newGeneration(sockets, rec, fmt.Sprintf("%s (pid %d)", rec.Name, rec.PID)), nil
 }
 
+// warnOnce logs msg the first time key is seen (called with scanMu held).
+// The keys name records, whose ids are new at every start of a container:
+// across ids the lines are rate-limited by kind (ratelog.go).
 func (s *containerSource) warnOnce(key, msg string) {
 	if s.warned[key] {
 		return
 	}
 	s.warned[key] = true
-	s.log.Warn(msg)
+	kind, _, _ := strings.Cut(key, ":")
+	repeatLog.log("record-"+kind, s.log, logrus.WarnLevel, msg)
 }
 
 var errNoContainer = errors.New("container did not appear")

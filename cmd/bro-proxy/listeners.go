@@ -78,11 +78,27 @@ func (l listener) Addr() net.Addr {
 func inheritListeners(fds []fdpass.Inherited, targets targetFlags, def string) ([]listener, error) {
 	var out []listener
 	fail := func(err error) ([]listener, error) {
+		// bro-proxy exits on this error: first close the clients queued on
+		// the sockets, or systemd would trigger it again for them (drain.go)
+		queued := dupListeners(out)
+		for _, f := range fds[len(out):] {
+			if d, derr := unix.FcntlInt(f.File.Fd(), unix.F_DUPFD_CLOEXEC, 0); derr == nil {
+				queued = append(queued, d)
+			}
+		}
 		for _, l := range out {
 			l.Close()
 		}
 		for _, f := range fds {
 			f.File.Close()
+		}
+		closed := 0
+		for _, fd := range queued {
+			closed += drainFD(fd)
+			unix.Close(fd)
+		}
+		if closed > 0 {
+			err = fmt.Errorf("%w (closed the clients queued: %d)", err, closed)
 		}
 		return nil, err
 	}

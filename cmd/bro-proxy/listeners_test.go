@@ -179,3 +179,33 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestInheritListenersErrorClosesQueued: bro-proxy exits when its sockets do
+// not fit its command line; the clients already queued on them are closed
+// first, or systemd would start it again for them at once.
+func TestInheritListenersErrorClosesQueued(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // systemd's copy
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var tf targetFlags
+	tf.Set("other=127.0.0.1:1")
+	_, err = inheritListeners([]fdpass.Inherited{{File: f, Name: "tcp-5432"}, inheritedTCP(t, "tcp-80")}, tf, "127.0.0.1:5432")
+	want := `--target other=…: no inherited socket is named "other" (names: tcp-5432, tcp-80) (closed the clients queued: 1)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error = %v; want %q", err, want)
+	}
+	if !closedSoon(c) {
+		t.Error("the queued client was left open")
+	}
+}

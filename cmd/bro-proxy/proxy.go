@@ -41,12 +41,14 @@ type Proxy struct {
 	sweeper *idleSweeper
 	settle  *settler
 
-	mu       sync.Mutex
-	idle     *time.Timer
-	idleC    chan struct{}
-	exiting  bool
-	drained  chan struct{} // closed when active drops to 0 while exiting
-	lastDesc atomic.Value  // string: what we serve
+	mu      sync.Mutex
+	idle    *time.Timer
+	idleC   chan struct{}
+	exiting bool
+	drained chan struct{} // closed when active drops to 0 while exiting
+	// drainedClosed: drained is closed (guarded by mu)
+	drainedClosed bool
+	lastDesc      atomic.Value // string: what we serve
 }
 
 // retry backoff for a backend that is not listening yet: short enough that
@@ -112,14 +114,24 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		p.idle.Stop()
 	}
 	if p.active.Load() == 0 {
-		close(p.drained)
+		p.closeDrained()
 	}
 	p.mu.Unlock()
 	stopAccept()
+	// Exiting on an error: close the clients still queued rather than leave
+	// them to a bro-proxy that fails the same way (drain.go). A clean exit
+	// leaves them queued for the next activation, which serves them.
+	var queued []int
+	if err != nil {
+		queued = dupListeners(p.Listeners)
+	}
 	for _, l := range p.Listeners {
 		l.Close() // systemd keeps its own copy: the socket stays bound
 	}
 	wg.Wait()
+	if err != nil {
+		p.fail.Add(int64(drainFDs(queued, err.Error(), p.Log)))
+	}
 	select {
 	case <-p.drained:
 	case <-time.After(drainFor):
@@ -127,6 +139,16 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	}
 	stopStatus()
 	return err
+}
+
+// closeDrained says that no connection is open any more while exiting, once:
+// a client accepted just as the listeners closed can start and end a
+// connection after the count had dropped to 0. Called with p.mu held.
+func (p *Proxy) closeDrained() {
+	if !p.drainedClosed {
+		p.drainedClosed = true
+		close(p.drained)
+	}
 }
 
 func (p *Proxy) idleFired() {
@@ -156,7 +178,7 @@ func (p *Proxy) connEnd() {
 	p.settle.churn()
 	if p.active.Add(-1) == 0 {
 		if p.exiting {
-			close(p.drained)
+			p.closeDrained()
 		} else if p.idle != nil {
 			p.idle.Reset(p.IdleExit)
 		}
@@ -219,7 +241,9 @@ func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
 	if err != nil {
 		defer release()
 		p.fail.Add(1)
-		log().WithError(err).Warn("backend unreachable; closing client")
+		// a crash-looping backend fails every client: a few lines per
+		// window, then how many more (ratelog.go)
+		repeatLog.log("unreachable", log().WithError(err), logrus.WarnLevel, "backend unreachable; closing client")
 		c.Close()
 		if cs, ok := p.Source.(*containerSource); ok && errors.Is(err, errNoContainer) && cs.neverSeen() {
 			select {
@@ -287,8 +311,8 @@ func (p *Proxy) dial(t ns.Target, log func() *logrus.Entry) (net.Conn, error) {
 		c, err := ns.Dial(ctx, g.sockets, t)
 		if err == nil {
 			if g.markReady() {
-				log().WithFields(logrus.Fields{"target": t.String(), "backend": g.desc, "attempts": attempt,
-					"after_ms": time.Since(g.since).Milliseconds()}).Info("backend ready")
+				repeatLog.log("ready", log().WithFields(logrus.Fields{"target": t.String(), "backend": g.desc, "attempts": attempt,
+					"after_ms": time.Since(g.since).Milliseconds()}), logrus.InfoLevel, "backend ready")
 			}
 			return c, nil
 		}

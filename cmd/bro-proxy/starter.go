@@ -49,9 +49,10 @@ func (u *unitStarter) kick() {
 		defer cancel()
 		out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput()
 		if err != nil {
-			u.log.WithError(err).WithField("output", strings.TrimSpace(string(out))).Warn("cannot start " + u.unit)
+			repeatLog.log("start-failed", u.log.WithError(err).WithField("output", strings.TrimSpace(string(out))),
+				logrus.WarnLevel, "cannot start "+u.unit)
 			return
 		}
-		u.log.WithField("unit", u.unit).Info("container not running: started its unit")
+		repeatLog.log("start", u.log.WithField("unit", u.unit), logrus.InfoLevel, "container not running: started its unit")
 	}()
 }

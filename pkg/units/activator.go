@@ -146,13 +146,20 @@ func (a Activator) IdleStopConf() string {
 	return filepath.Join(a.Name+".service.d", "50-"+a.Unit()+"-idle-stop.conf")
 }
 
-// Paths lists every file Files can write, drop-in included, for Remove.
-func (a Activator) Paths() []string {
-	return []string{a.Unit() + ".socket", a.Unit() + ".service", a.IdleStopConf()}
+// StartLimitConf is the path of the drop-in that lifts NAME.service's start
+// limit, so that a container that crash-looped starts again once fixed.
+func (a Activator) StartLimitConf() string {
+	return filepath.Join(a.Name+".service.d", "50-"+a.Unit()+"-start-limit.conf")
 }
 
-// Files renders the activator units, and the StopWhenUnneeded= drop-in for
-// NAME.service when IdleStop is set. It returns a *quadlet.NameError for a bad
+// Paths lists every file Files can write, drop-ins included, for Remove.
+func (a Activator) Paths() []string {
+	return []string{a.Unit() + ".socket", a.Unit() + ".service", a.StartLimitConf(), a.IdleStopConf()}
+}
+
+// Files renders the activator units, the drop-in that lifts NAME.service's
+// start limit, and the StopWhenUnneeded= drop-in for NAME.service when
+// IdleStop is set. It returns a *quadlet.NameError for a bad
 // name and an error naming the value and the rule for a bad suffix, a
 // relative proxy path or a missing container name or port.
 func (a Activator) Files() ([]File, error) {
@@ -187,6 +194,7 @@ func (a Activator) Files() ([]File, error) {
 	kinds := []struct{ path, tmpl string }{
 		{a.Unit() + ".socket", "activator.socket.tmpl"},
 		{a.Unit() + ".service", "activator.service.tmpl"},
+		{a.StartLimitConf(), "activator-start-limit.conf.tmpl"},
 	}
 	if a.IdleStop > 0 {
 		kinds = append(kinds, struct{ path, tmpl string }{a.IdleStopConf(), "idle-stop.conf.tmpl"})

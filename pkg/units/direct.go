@@ -1,6 +1,10 @@
 package units
 
-import "github.com/brothaman/brothaman-go/pkg/hook"
+import (
+	"path/filepath"
+
+	"github.com/brothaman/brothaman-go/pkg/hook"
+)
 
 // Direct describes NAME.socket for direct mode: systemd starts the quadlet's
 // own NAME.service on the first connection, and Podman passes the sockets into
@@ -22,10 +26,17 @@ func (d Direct) HasTCP() bool   { return d.common().HasTCP() }
 // RemoveCommand is what the header tells the user to run.
 func (d Direct) RemoveCommand() string { return "bro-activate-direct --remove " + d.Name }
 
-// Paths lists the files Files writes, for Remove.
-func (d Direct) Paths() []string { return []string{d.Name + ".socket"} }
+// StartLimitConf is the path of the drop-in that lifts NAME.service's start
+// limit: the socket starts the quadlet's unit itself, once per client while
+// it is down, and the default limit would make the socket fail.
+func (d Direct) StartLimitConf() string {
+	return filepath.Join(d.Name+".service.d", "50-"+d.Name+"-socket-start-limit.conf")
+}
 
-// Files renders NAME.socket. It returns a *quadlet.NameError for a bad name
+// Paths lists the files Files writes, for Remove.
+func (d Direct) Paths() []string { return []string{d.Name + ".socket", d.StartLimitConf()} }
+
+// Files renders NAME.socket and the start-limit drop-in. It returns a *quadlet.NameError for a bad name
 // and an error for no ports.
 func (d Direct) Files() ([]File, error) {
 	if err := d.common().validate(); err != nil {
@@ -39,9 +50,16 @@ func (d Direct) Files() ([]File, error) {
 		ports[i] = p
 	}
 	d.Ports = ports
-	data, err := render("direct.socket.tmpl", d)
-	if err != nil {
-		return nil, err
+	var files []File
+	for _, k := range []struct{ path, tmpl string }{
+		{d.Name + ".socket", "direct.socket.tmpl"},
+		{d.StartLimitConf(), "direct-start-limit.conf.tmpl"},
+	} {
+		data, err := render(k.tmpl, d)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, File{Path: k.path, Data: data})
 	}
-	return []File{{Path: d.Name + ".socket", Data: data}}, nil
+	return files, nil
 }

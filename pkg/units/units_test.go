@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -95,7 +96,8 @@ func TestWriteRefusesAndForces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{dir + "/db-activator.socket", dir + "/db-activator.service", dir + "/db.service.d/50-db-activator-idle-stop.conf"}
+	want := []string{dir + "/db-activator.socket", dir + "/db-activator.service",
+		dir + "/db.service.d/50-db-activator-start-limit.conf", dir + "/db.service.d/50-db-activator-idle-stop.conf"}
 	if !reflect.DeepEqual(removed, want) {
 		t.Errorf("Remove = %q; want %q", removed, want)
 	}
@@ -120,5 +122,60 @@ func TestWriteLeavesNothingOnFailure(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 || entries[0].Name() != "db-activator.service" {
 		t.Errorf("after failed Write the directory holds %v; want only the blocking directory", entries)
+	}
+}
+
+// TestNeverDark pins the settings that keep a socket listening whatever the
+// rate of activations and restarts (see the comments in templates/).
+func TestNeverDark(t *testing.T) {
+	lines := func(f File) map[string]bool {
+		m := make(map[string]bool)
+		for _, l := range strings.Split(string(f.Data), "\n") {
+			if l != "" && !strings.HasPrefix(l, "#") {
+				m[l] = true
+			}
+		}
+		return m
+	}
+	for _, notify := range []bool{false, true} {
+		a := Activator{Name: "db", ContainerName: "db", Ports: ports(t, "5432"), Proxy: "/p", AfterReady: notify}
+		files, err := a.Files()
+		if err != nil {
+			t.Fatal(err)
+		}
+		byPath := make(map[string]map[string]bool)
+		for _, f := range files {
+			byPath[f.Path] = lines(f)
+		}
+		sock, svc, limit := byPath["db-activator.socket"], byPath["db-activator.service"], byPath["db.service.d/50-db-activator-start-limit.conf"]
+		for _, want := range []struct {
+			in   map[string]bool
+			line string
+			ok   bool
+		}{
+			{sock, "TriggerLimitIntervalSec=0", true},
+			// only a bound activator (Notify=) can fail to start because the
+			// container did; then systemd itself must close the queued clients
+			{sock, "FlushPending=yes", notify},
+			{svc, "StartLimitIntervalSec=0", true},
+			{svc, "Restart=on-failure", true},
+			{svc, "RestartSec=1s", true},
+			{limit, "StartLimitIntervalSec=0", true},
+		} {
+			if want.in[want.line] != want.ok {
+				t.Errorf("notify=%v: %q present = %v; want %v", notify, want.line, !want.ok, want.ok)
+			}
+		}
+	}
+	files, err := Direct{Name: "echo", Ports: ports(t, "7000")}.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Fatalf("direct: %d files; want the socket and the start-limit drop-in", len(files))
+	}
+	sock, limit := lines(files[0]), lines(files[1])
+	if !sock["FlushPending=yes"] || !sock["TriggerLimitIntervalSec=0"] || !limit["StartLimitIntervalSec=0"] {
+		t.Errorf("direct units lack a never-dark setting:\n%s\n%s", files[0].Data, files[1].Data)
 	}
 }

@@ -109,7 +109,7 @@ func TestActivateErrors(t *testing.T) {
 		{[]string{"db"}, "no ports for " + qdir + "/db.container: it has no Annotation=bro.activate=… and no --listen or --target was given"},
 		{[]string{"a", "b"}, "want exactly one NAME (a quadlet NAME.container), got 2 (see bro-activate --help)"},
 		{[]string{"--user", "--system", "db"}, "invalid options: --user and --system exclude each other"},
-		{[]string{"--idle-stop", "5fortnights", "db"}, `invalid argument "5fortnights" for "--idle-stop" flag: time span "5fortnights": unknown unit "fortnights" (want us, ms, s, min, h, d) (see bro-activate --help)`},
+		{[]string{"--idle-stop", "5fortnights", "db"}, `invalid argument "5fortnights" for "--idle-stop" flag: time span "5fortnights": unknown unit "fortnights" (want ns, us, ms, s, min, h, d, w) (see bro-activate --help)`},
 		{[]string{"-idle-stop", "5min", "db"}, `unknown shorthand flag: 'i' in -idle-stop (see bro-activate --help)`},
 	}
 	for _, tt := range tests {

@@ -47,7 +47,7 @@ func TestParse(t *testing.T) {
 		{[]string{"--idle=500ms", "-l", "a", "--listen=b,c", "x"}, false, 500 * time.Millisecond, []string{"a", "b,c"}, []string{"x"}, ""},
 		{[]string{"--force=false", "--", "-x"}, false, 90 * time.Second, nil, []string{"-x"}, ""},
 		{[]string{"--idle", "5fortnights"}, false, 0, nil, nil,
-			`invalid argument "5fortnights" for "--idle" flag: time span "5fortnights": unknown unit "fortnights" (want us, ms, s, min, h, d) (see bro-test --help)`},
+			`invalid argument "5fortnights" for "--idle" flag: time span "5fortnights": unknown unit "fortnights" (want ns, us, ms, s, min, h, d, w) (see bro-test --help)`},
 		{[]string{"--nope"}, false, 0, nil, nil, "unknown flag: --nope (see bro-test --help)"},
 		{[]string{"-idle", "5s"}, false, 0, nil, nil, "unknown shorthand flag: 'i' in -idle (see bro-test --help)"},
 		{[]string{"--force=maybe"}, false, 0, nil, nil, `invalid argument "maybe" for "-f, --force" flag: want true or false (see bro-test --help)`},

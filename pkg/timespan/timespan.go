@@ -21,12 +21,14 @@ var units = []struct {
 	names []string
 	d     time.Duration
 }{
+	{[]string{"w", "weeks", "week"}, 7 * 24 * time.Hour},
 	{[]string{"d", "days", "day"}, 24 * time.Hour},
 	{[]string{"h", "hours", "hour", "hr"}, time.Hour},
 	{[]string{"min", "minutes", "minute", "m"}, time.Minute},
 	{[]string{"s", "seconds", "second", "sec", ""}, time.Second},
 	{[]string{"ms", "msec"}, time.Millisecond},
 	{[]string{"us", "usec", "µs"}, time.Microsecond},
+	{[]string{"ns", "nsec"}, time.Nanosecond},
 }
 
 // Parse reads a time span: one or more NUMBER[UNIT] terms, optionally
@@ -62,7 +64,7 @@ func Parse(s string) (time.Duration, error) {
 		rest = rest[j:]
 		d, ok := unitOf(unit)
 		if !ok {
-			return 0, fmt.Errorf("time span %q: unknown unit %q (want us, ms, s, min, h, d)", s, unit)
+			return 0, fmt.Errorf("time span %q: unknown unit %q (want ns, us, ms, s, min, h, d, w)", s, unit)
 		}
 		total += n * float64(d)
 	}
@@ -84,7 +86,7 @@ func unitOf(name string) (time.Duration, bool) {
 }
 
 // Format writes d the way systemd prints spans: "0", "500ms", "5min",
-// "1h 30s". Parse(Format(d)) == d for every d ≥ 0 (to the microsecond).
+// "1h 30s". Parse(Format(d)) == d for every d ≥ 0.
 func Format(d time.Duration) string {
 	if d <= 0 {
 		return "0"
@@ -95,9 +97,6 @@ func Format(d time.Duration) string {
 			parts = append(parts, strconv.FormatInt(int64(n), 10)+u.names[0])
 			d -= n * u.d
 		}
-	}
-	if d > 0 { // below a microsecond: systemd has no unit for it
-		parts = append(parts, strconv.FormatInt(int64(d), 10)+"ns")
 	}
 	return strings.Join(parts, " ")
 }

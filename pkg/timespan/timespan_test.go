@@ -25,10 +25,12 @@ func TestParse(t *testing.T) {
 		{"1.5s", 1500 * time.Millisecond, ""},
 		{"2d", 48 * time.Hour, ""},
 		{"100us", 100 * time.Microsecond, ""},
+		{"2w", 14 * 24 * time.Hour, ""},
+		{"1us 5ns", 1005 * time.Nanosecond, ""},
 		{"", 0, `time span "": empty`},
 		{"abc", 0, `time span "abc": want a number before "abc"`},
 		{"-5s", 0, `time span "-5s": want a number before "-5s"`},
-		{"5 fortnights", 0, `time span "5 fortnights": unknown unit "fortnights" (want us, ms, s, min, h, d)`},
+		{"5 fortnights", 0, `time span "5 fortnights": unknown unit "fortnights" (want ns, us, ms, s, min, h, d, w)`},
 		{"1..2s", 0, `time span "1..2s": "1..2" is not a number`},
 		{"999999999999d", 0, `time span "999999999999d": too long`},
 	}
@@ -58,6 +60,7 @@ func TestFormat(t *testing.T) {
 		{5 * time.Minute, "5min"},
 		{time.Hour + 30*time.Second, "1h 30s"},
 		{26*time.Hour + 1500*time.Microsecond, "1d 2h 1ms 500us"},
+		{8*24*time.Hour + 7, "1w 1d 7ns"},
 	} {
 		t.Run(tt.want, func(t *testing.T) {
 			got := Format(tt.d)

@@ -67,9 +67,11 @@ $(MANOUT)/%: $(MANSRCDIR)/%.md
 $(MANSRCDIR)/%.md:
 	@echo "man: $@ is missing (the markdown source of a man page)" >&2; exit 1
 
-install: build
+install: build man completions
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/brothaman $(DESTDIR)$(HOOKSDIR) \
-		$(DESTDIR)$(SYSTEMGENERATORDIR) $(DESTDIR)$(USERGENERATORDIR)
+		$(DESTDIR)$(SYSTEMGENERATORDIR) $(DESTDIR)$(USERGENERATORDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	# temp name + rename: a running system never finds a binary missing
 	for b in bro-proxy bro-activate; do \
 		install -m 0755 $(OUT)/$$b $(DESTDIR)$(BINDIR)/.$$b.new && \
@@ -86,6 +88,17 @@ install: build
 	done
 	ln -sf $(BINDIR)/bro-activate $(DESTDIR)$(SYSTEMGENERATORDIR)/bro-generator
 	ln -sf $(BINDIR)/bro-activate $(DESTDIR)$(USERGENERATORDIR)/bro-generator
+	for p in $(MAN1); do install -m 0644 $(MANOUT)/$$p.1 $(DESTDIR)$(MANDIR)/man1/ || exit 1; done
+	for p in $(MAN7); do install -m 0644 $(MANOUT)/$$p.7 $(DESTDIR)$(MANDIR)/man7/ || exit 1; done
+	ln -sf bro-activate.1 $(DESTDIR)$(MANDIR)/man1/bro-activate-direct.1
+	for p in bro-activate bro-proxy; do \
+		install -m 0644 $(COMPLETIONS)/bash/$$p $(DESTDIR)$(BASHCOMPDIR)/$$p && \
+		install -m 0644 $(COMPLETIONS)/zsh/_$$p $(DESTDIR)$(ZSHCOMPDIR)/_$$p || exit 1; \
+	done
+	ln -sf bro-activate $(DESTDIR)$(BASHCOMPDIR)/bro-activate-direct
+	for p in bro-activate bro-activate-direct bro-proxy; do \
+		install -m 0644 $(COMPLETIONS)/fish/$$p.fish $(DESTDIR)$(FISHCOMPDIR)/$$p.fish || exit 1; \
+	done
 
 # The hook config goes first: a hooks.d JSON whose path is missing stops
 # Podman from creating any container at all.
@@ -113,9 +126,11 @@ lint:
 	$(GO) vet ./...
 	$(MAKE) staticcheck
 
-# Everything CI runs, from a fresh machine: the rig (idempotent), the
-# installed project, static checks, Go tests, every bats suite. As root.
-check: rig install lint test fuzz bats
+# Everything CI runs, from a fresh machine, as root: the rig (idempotent),
+# static checks, Go tests, fuzzing, then the Debian package: built, installed
+# with apt-get, every bats suite against it, purged, and the machine checked
+# for leftovers (test/deb/purge-check.sh).
+check: rig lint test fuzz deb deb-install bats deb-purge
 
 # The Debian package (packaging/deb/build.sh): $(OUT)/brothaman_VERSION_ARCH.deb,
 # the tree `make install PREFIX=/usr` writes. Needs dpkg-dev and go-md2man;

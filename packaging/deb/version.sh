@@ -14,8 +14,9 @@
 # -1 is the Debian revision: not a native package, so the changelog is
 # changelog.Debian.gz.
 #
-# The date is HEAD's committer date (UTC) and the number counts commits
-# (since the tag, or in all), so two snapshots of one day sort by history.
+# The date is the described commit's committer date (UTC) and the number
+# counts commits (since the tag, or in all), so two snapshots of one day sort
+# by history; the same describe string always gives the same version.
 # Usage: version.sh [GIT_DESCRIBE]   (default: run git describe here)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,15 +25,16 @@ desc=${1:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 dirty=
 if [[ $desc == *-dirty ]]; then dirty=+dirty; desc=${desc%-dirty}; fi
 
-stamp() { git log -1 --format=%cd --date=format-local:%Y%m%d HEAD 2>/dev/null | tr -d '\n'; }
+# stamp COMMIT: its committer date, YYYYMMDD in UTC
+stamp() { TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d "$1" 2>/dev/null | tr -d '\n'; }
 
 # --always gives an abbreviated hash (7+ hex digits) when there is no tag
 if [[ $desc =~ ^[0-9a-f]{7,40}$ ]]; then
-  v="0.0~git$(TZ=UTC stamp).$(git rev-list --count HEAD 2>/dev/null || echo 0).$desc"
+  v="0.0~git$(stamp "$desc").$(git rev-list --count "$desc" 2>/dev/null || echo 0).$desc"
 elif [[ $desc =~ ^v?([0-9][0-9A-Za-z.]*)(-(alpha|beta|rc|pre)[.]?([0-9A-Za-z.]*))?(-([0-9]+)-g([0-9a-f]+))?$ ]]; then
   v=${BASH_REMATCH[1]}
   [[ -n ${BASH_REMATCH[2]} ]] && v+="~${BASH_REMATCH[3]}${BASH_REMATCH[4]}"
-  [[ -n ${BASH_REMATCH[5]} ]] && v+="+git$(TZ=UTC stamp).${BASH_REMATCH[6]}.${BASH_REMATCH[7]}"
+  [[ -n ${BASH_REMATCH[5]} ]] && v+="+git$(stamp "${BASH_REMATCH[7]}").${BASH_REMATCH[6]}.${BASH_REMATCH[7]}"
 else
   # no git (a tarball): still a valid version, older than any snapshot
   v="0.0~${desc//[^A-Za-z0-9.+~]/.}"

@@ -61,7 +61,7 @@ done
 
 # Podman still creates containers
 rt=(); [[ -n $ROOT_RUNTIME ]] && rt=(--runtime "$ROOT_RUNTIME")
-if out=$(timeout 120 podman "${rt[@]}" run --rm --network none "$BBOX_IMAGE" true 2>&1); then
+if out=$(timeout 120 podman "${rt[@]}" run --rm "$BBOX_IMAGE" true 2>&1); then
   echo "podman run --rm $BBOX_IMAGE true: ok (rootful)"
 else
   bad "rootful podman run --rm $BBOX_IMAGE true failed after the purge: $out"
@@ -70,7 +70,7 @@ if id "$RIG_USER" >/dev/null 2>&1; then
   uid=$(id -u "$RIG_USER")
   if out=$(runuser -u "$RIG_USER" -- env -i HOME="$(getent passwd "$RIG_USER" | cut -d: -f6)" \
              USER="$RIG_USER" PATH=/usr/bin:/bin XDG_RUNTIME_DIR="/run/user/$uid" \
-             bash -c 'cd /tmp && timeout 120 podman run --rm --network none "$1" true' bash "$BBOX_IMAGE" 2>&1); then
+             bash -c 'cd /tmp && timeout 120 podman run --rm "$1" true' bash "$BBOX_IMAGE" 2>&1); then
     echo "podman run --rm $BBOX_IMAGE true: ok (rootless, $RIG_USER)"
   else
     bad "rootless ($RIG_USER) podman run --rm $BBOX_IMAGE true failed after the purge: $out"

@@ -11,7 +11,8 @@ as_user() {
 }
 as_user systemctl --user disable --now "$NAME-activator.socket" 2>/dev/null
 as_user systemctl --user stop "$NAME-activator.service" "$NAME.service" 2>/dev/null
-[[ -x /usr/local/bin/bro-activate ]] && as_user bro-activate --remove "$NAME" 2>/dev/null
+# the package's (make demo installs it) or a make install copy's
+[[ -x /usr/bin/bro-activate || -x /usr/local/bin/bro-activate ]] && as_user bro-activate --remove "$NAME" 2>/dev/null
 rm -f "$home/.config/containers/systemd/$NAME.container"
 as_user systemctl --user daemon-reload 2>/dev/null
 as_user systemctl --user reset-failed "$NAME*" 2>/dev/null

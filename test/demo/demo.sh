@@ -41,9 +41,11 @@ say "1. the rig: rootless Podman, quadlet and a systemd --user manager for $DEMO
 # idempotent: prints ok for what is there, builds what is missing
 bash test/rig/rig-up.sh | grep -E '^(==|  did|  WARN|FAIL)' | sed 's/^/   /'
 
-say "2. install (make install: bro-proxy, bro-activate, the OCI hook in hooks.d, the generator)"
-make -s install >/dev/null
-ls -l /usr/local/bin/bro-proxy /usr/local/bin/bro-activate /usr/share/containers/oci/hooks.d/50-bro-activate-*.json | sed 's/^/   /'
+say "2. install the Debian package (make deb; apt-get install ./bin/brothaman_*.deb): bro-proxy, bro-activate, the OCI hook in hooks.d, the generator"
+# the same route as make check (make deb-install), so that the two never
+# leave two installs sharing the hooks.d file names
+make -s --no-print-directory deb-install | sed 's/^/   /'
+ls -l /usr/bin/bro-proxy /usr/bin/bro-activate /usr/share/containers/oci/hooks.d/50-bro-activate-*.json | sed 's/^/   /'
 
 if ss -Hltn "sport = :$DEMO_PORT" | grep -q .; then
   echo "demo: port $DEMO_PORT is taken (a previous demo? make demo-clean), or set DEMO_PORT" >&2; exit 1

@@ -75,7 +75,7 @@ func activate(o *options, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "# %s\n%s\n", filepath.Join(o.unitDir, f.Path), f.Data)
 		}
 		if addAnnotation {
-			fmt.Fprintf(stdout, "# %s: would add\n%s\nAnnotation=%s=%s\n", path, quadlet.AddedMarker, hook.AnnotationKey, hook.FormatPorts(ports))
+			fmt.Fprintf(stdout, "# %s: would add\n%s\nAnnotation=%s\n", path, quadlet.AddedMarker, quadlet.AnnotationWord(hook.AnnotationKey, hook.SpacedPorts(ports)))
 		}
 		return nil
 	}
@@ -89,13 +89,14 @@ func activate(o *options, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(o.unitDir, f.Path))
 	}
 	if addAnnotation {
-		if err := quadlet.AddAnnotation(path, hook.AnnotationKey, hook.FormatPorts(ports)); err != nil {
+		// spaces, not commas: Podman 4.3 cuts an annotation at its commas
+		if err := quadlet.AddAnnotation(path, hook.AnnotationKey, hook.SpacedPorts(ports)); err != nil {
 			// Leave nothing half-done: the units without the annotation
 			// would start a proxy that never finds its container.
 			units.Remove(o.unitDir, set.Paths())
 			return err
 		}
-		fmt.Fprintf(stdout, "added Annotation=%s=%s to %s\n", hook.AnnotationKey, hook.FormatPorts(ports), path)
+		fmt.Fprintf(stdout, "added Annotation=%s to %s\n", quadlet.AnnotationWord(hook.AnnotationKey, hook.SpacedPorts(ports)), path)
 	}
 	fmt.Fprintf(stdout, "next: %s && %s\n", sc.command("daemon-reload"), sc.command("enable", "--now", socket))
 	return nil

@@ -173,13 +173,20 @@ func parsePortNumber(what, s string) (uint16, error) {
 	return uint16(n), nil
 }
 
-// FormatPorts is the inverse of ParsePorts: the canonical, comma-separated value.
+// FormatPorts is the inverse of ParsePorts: the canonical, comma-separated
+// value. A quadlet's Annotation= takes SpacedPorts instead.
 func FormatPorts(ports []Port) string {
 	s := make([]string, len(ports))
 	for i, p := range ports {
 		s[i] = p.String()
 	}
 	return strings.Join(s, ",")
+}
+
+// SpacedPorts is FormatPorts with spaces between the entries: what goes into
+// a quadlet, since Podman 4.3 cuts an --annotation value at its commas.
+func SpacedPorts(ports []Port) string {
+	return strings.ReplaceAll(FormatPorts(ports), ",", " ")
 }
 
 // AnnotationError is a malformed bro.activate value.

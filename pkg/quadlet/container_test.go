@@ -199,3 +199,27 @@ func TestAddRemoveAnnotation(t *testing.T) {
 		t.Errorf("AddAnnotation without [Container] = %v", err)
 	}
 }
+
+// TestAddAnnotationSpaces: a value with spaces is written as one quoted word
+// and reads back whole.
+func TestAddAnnotationSpaces(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "web.container")
+	if err := os.WriteFile(p, []byte("[Container]\nImage=x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddAnnotation(p, "bro.activate", "127.0.0.1:8080:80/tcp 127.0.0.1:8443:443/tcp"); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(p)
+	if want := "Annotation=\"bro.activate=127.0.0.1:8080:80/tcp 127.0.0.1:8443:443/tcp\"\n"; !strings.Contains(string(data), want) {
+		t.Fatalf("after AddAnnotation:\n%s\nwant a line %q", data, want)
+	}
+	c, err := Load(p, []string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := c.Annotation("bro.activate"); !ok || v != "127.0.0.1:8080:80/tcp 127.0.0.1:8443:443/tcp" {
+		t.Fatalf("Annotation(bro.activate) = %q, %v; want both ports", v, ok)
+	}
+}

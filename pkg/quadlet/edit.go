@@ -44,7 +44,7 @@ func AddAnnotation(path, key, value string) error {
 	if !strings.HasSuffix(lines[at-1], "\n") {
 		lines[at-1] += nl
 	}
-	added := AddedMarker + nl + "Annotation=" + key + "=" + value + nl
+	added := AddedMarker + nl + "Annotation=" + AnnotationWord(key, value) + nl
 	out := strings.Join(lines[:at], "") + added + strings.Join(lines[at:], "")
 	return writeAtomic(path, []byte(out))
 }
@@ -99,4 +99,13 @@ func writeAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// AnnotationWord is key=value as one word of an Annotation= line: quoted
+// when value holds white space (quadlet splits the line into words).
+func AnnotationWord(key, value string) string {
+	if strings.ContainsAny(value, " \t") {
+		return `"` + key + "=" + value + `"`
+	}
+	return key + "=" + value
 }

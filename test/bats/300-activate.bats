@@ -69,6 +69,21 @@ Annotation=bro.activate=$port"
   assert_output inactive
 }
 
+@test "bro-activate adds an annotation of two ports that Podman 4.3 passes on whole (spaces, not commas)" {
+  local p=$BRO_TEST_PREFIX a b
+  a=$(free_port); b=$(free_port)
+  write_quadlet "$RIG_USER" "$p.container" "[Container]
+Image=$BBOX_IMAGE
+Network=none
+Exec=sleep 1000"
+  run_cmd 0 activate --target "$a" --target "$b/udp" "$p"
+  assert_line "added Annotation=\"bro.activate=127.0.0.1:$a:$a/tcp 127.0.0.1:$b:$b/udp\" to $QUADLET_DIR/$p.container"
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 user_systemctl start "$p.service"
+  run_user_podman 0 inspect --format '{{index .Config.Annotations "bro.activate"}}' "systemd-$p"
+  assert_output "127.0.0.1:$a:$a/tcp 127.0.0.1:$b:$b/udp"
+}
+
 @test "bro-activate adds the annotation from --target, and --remove takes it all back" {
   local p=$BRO_TEST_PREFIX port q
   port=$(free_port)

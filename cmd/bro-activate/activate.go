@@ -88,6 +88,17 @@ func activate(o *options, stdout, stderr io.Writer) error {
 	for _, f := range files {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(o.unitDir, f.Path))
 	}
+	if o.force {
+		// a file of the units replaced that the new ones no longer have
+		// (the idle-stop drop-in after --force without --idle-stop)
+		if stale, err := units.Remove(o.unitDir, stalePaths(set.Paths(), files)); err != nil {
+			return err
+		} else {
+			for _, p := range stale {
+				fmt.Fprintf(stdout, "removed %s\n", p)
+			}
+		}
+	}
 	if addAnnotation {
 		// spaces, not commas: Podman 4.3 cuts an annotation at its commas
 		if err := quadlet.AddAnnotation(path, hook.AnnotationKey, hook.SpacedPorts(ports)); err != nil {
@@ -194,4 +205,19 @@ func remove(o *options, dirs []string, sc systemctl, stdout io.Writer) error {
 	}
 	sc.run("daemon-reload")
 	return nil
+}
+
+// stalePaths lists the paths a unit set may write that files do not hold.
+func stalePaths(all []string, files []units.File) []string {
+	keep := make(map[string]bool, len(files))
+	for _, f := range files {
+		keep[f.Path] = true
+	}
+	var stale []string
+	for _, p := range all {
+		if !keep[p] {
+			stale = append(stale, p)
+		}
+	}
+	return stale
 }

@@ -247,3 +247,29 @@ func TestDirectWritesStartLimitDropInAndRemoves(t *testing.T) {
 		t.Errorf("left after --remove: %v", entries)
 	}
 }
+
+// TestForceRemovesStale: --force without --idle-stop takes away the idle-stop
+// drop-in an earlier --idle-stop wrote; nothing else is touched.
+func TestForceRemovesStale(t *testing.T) {
+	_, udir := setup(t, "[Container]\nImage=x\nAnnotation=bro.activate=5432\n")
+	dropin := filepath.Join(udir, "db.service.d", "50-db-activator-idle-stop.conf")
+	if _, err := run(t, false, "--unit-dir", udir, "--idle-stop", "5min", "db"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dropin); err != nil {
+		t.Fatalf("--idle-stop wrote no drop-in: %v", err)
+	}
+	out, err := run(t, false, "--unit-dir", udir, "--force", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dropin); !os.IsNotExist(err) {
+		t.Fatalf("after --force without --idle-stop the drop-in is still there (%v)", err)
+	}
+	if !strings.Contains(out, "removed "+dropin+"\n") {
+		t.Errorf("output %q does not say it removed %s", out, dropin)
+	}
+	if _, err := os.Stat(filepath.Join(udir, "db-activator.service")); err != nil {
+		t.Errorf("the activator service is gone: %v", err)
+	}
+}

@@ -211,8 +211,21 @@ func run(o *options, logger *logrus.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	daemon.SdNotify(false, "READY=1\nSTATUS="+p.StatusLine())
+	// STOPPING=1 when the signal comes, before the drain (as
+	// systemd-socket-proxyd): systemctl shows "deactivating" meanwhile.
+	served := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			daemon.SdNotify(false, "STOPPING=1")
+		case <-served:
+		}
+	}()
 	err = p.Serve(ctx)
-	daemon.SdNotify(false, "STOPPING=1")
+	close(served)
+	if ctx.Err() == nil {
+		daemon.SdNotify(false, "STOPPING=1")
+	}
 	return err
 }
 

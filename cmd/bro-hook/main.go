@@ -4,7 +4,8 @@
 //	bro-hook prestart|createRuntime   record the container (state on stdin)
 //	bro-hook poststop                 remove its record
 //
-// Podman runs it from the hooks.d configuration (hooks.d/50-bro-activate.json).
+// Podman runs it from the hooks.d configuration (50-bro-activate-prestart.json
+// and 50-bro-activate-poststop.json, rendered from hooks.d/50-bro-activate.json.in).
 // On failure it prints one line to stderr, which Podman shows to the user, and
 // exits 1; at prestart that stops the container from starting, which is what a
 // malformed bro.activate value must do. Poststop always exits 0.

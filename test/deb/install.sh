@@ -30,9 +30,9 @@ if ! apt-get install -y -qq --reinstall --allow-downgrades -o Dpkg::Use-Pty=0 "$
 fi
 # apt's note that root, not _apt, read the file is noise here
 grep -v -e '^N: Download is performed unsandboxed' -e '^debconf: ' "$log" || true
-status=$(dpkg-query -W -f='${db:Status-Abbrev} ${Version}' brothaman 2>/dev/null) ||
+st=$(dpkg-query -W -f='${db:Status-Abbrev}|${Version}' brothaman 2>/dev/null) ||
   { echo "install.sh: brothaman is not installed after apt-get install $deb" >&2; exit 1; }
-[[ $status == "ii "* ]] || { echo "install.sh: brothaman is '$status' after apt-get install" >&2; exit 1; }
-[[ ${status#ii } == "$(dpkg-deb -f "$deb" Version)" ]] ||
-  { echo "install.sh: brothaman ${status#ii } is installed, not $deb's version" >&2; exit 1; }
-echo "installed brothaman ${status#ii } from $deb"
+want=$(dpkg-deb -f "$deb" Version)
+[[ ${st%%|*} == "ii " && ${st#*|} == "$want" ]] ||
+  { echo "install.sh: dpkg has brothaman '${st/|/ }' after apt-get install, not 'ii $want'" >&2; exit 1; }
+echo "installed brothaman $want from $deb"

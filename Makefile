@@ -139,9 +139,10 @@ DEB_VERSION = $(eval DEB_VERSION := $(shell packaging/deb/version.sh '$(VERSION)
 DEB_ARCH    = $(eval DEB_ARCH := $(shell dpkg --print-architecture))$(DEB_ARCH)
 DEB         = $(OUT)/brothaman_$(DEB_VERSION)_$(DEB_ARCH).deb
 .PHONY: deb deb-install deb-purge
+# (no $(MAKE) in the recipe: make -n would run that line, and build.sh with it)
 deb:
 	VERSION='$(VERSION)' DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DEB='$(DEB)' \
-		OUT='$(OUT)' MAKE='$(MAKE)' bash packaging/deb/build.sh
+		OUT='$(OUT)' bash packaging/deb/build.sh
 
 # apt-get install of the package just built (make check, make demo); a
 # `make install` copy goes first: both would own the same hooks.d files.

@@ -54,7 +54,7 @@ umask 022
 
 # ------------------------------------------------------------ the tree
 rm -rf "$STAGE"
-mkdir -p "$STAGE"
+mkdir -p "$STAGE" "$(dirname "$DEB")"
 # cgo (bro-proxy's namespace helper) gets Debian's hardening flags: stack
 # protector, _FORTIFY_SOURCE, relro, bindnow.
 export DEB_BUILD_MAINT_OPTIONS=${DEB_BUILD_MAINT_OPTIONS:-hardening=+all}

@@ -508,17 +508,8 @@ else
   if (( FLATTEN_CGROUPS )); then
     # podman --cgroups=split moves every process of its v1 cgroup into a new
     # "runtime" child on each start (see README.md); pull them back up.
-    # The cpuset move fails silently (its children have no cpus): harmless.
-    flat=0
-    for c in "${V1_CTRLS[@]}"; do
-      base=/sys/fs/cgroup/$c/$V1_CGROUP; [[ -d $base/runtime ]] || continue
-      find "$base/runtime" -name cgroup.procs | while read -r f; do
-        while read -r p; do echo "$p" >"$base/cgroup.procs" 2>/dev/null || true; done <"$f"
-      done
-      find "$base/runtime" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-      did "flattened $base"; flat=1
-    done
-    (( flat )) || ok "no $V1_CGROUP/runtime cgroups to flatten"
+    out=$(V1_CGROUP=$V1_CGROUP bash "$(dirname "$0")/flatten-cgroups.sh")
+    if [[ -n $out ]]; then did "$out"; else ok "no $V1_CGROUP/runtime cgroups to flatten"; fi
   fi
 
   if [[ -n $(manager_pid) && $RESTART_MANAGER -eq 0 ]] && manager_ok; then

@@ -111,8 +111,3 @@ func drainFDs(fds []int, why string, log *logrus.Entry) int {
 	return n
 }
 
-// closeQueued closes the clients queued on ls (which stay open): for an exit
-// on an error after the listeners were made, before they are closed.
-func closeQueued(ls []listener, why string, log *logrus.Entry) int {
-	return drainFDs(dupListeners(ls), why, log)
-}

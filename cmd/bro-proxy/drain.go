@@ -110,4 +110,3 @@ func drainFDs(fds []int, why string, log *logrus.Entry) int {
 	}
 	return n
 }
-

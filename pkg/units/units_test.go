@@ -179,3 +179,41 @@ func TestNeverDark(t *testing.T) {
 		t.Errorf("direct units lack a never-dark setting:\n%s\n%s", files[0].Data, files[1].Data)
 	}
 }
+
+// TestHardening pins the activator's sandboxing: what keeps namespace entry
+// working in a user manager, and never a directive found to break it there
+// (see the comments in templates/activator.service.tmpl).
+func TestHardening(t *testing.T) {
+	files, err := Activator{Name: "db", ContainerName: "db", Ports: ports(t, "5432"), Proxy: "/p"}.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := make(map[string]bool)
+	keys := make(map[string]bool)
+	for _, l := range strings.Split(string(files[1].Data), "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			svc[l] = true
+			k, _, _ := strings.Cut(l, "=")
+			keys[k] = true
+		}
+	}
+	for _, want := range []string{"NoNewPrivileges=yes", "RestrictNamespaces=user net mnt",
+		"SystemCallFilter=@system-service", "SystemCallFilter=~@privileged @resources", "SystemCallErrorNumber=EPERM",
+		"SystemCallArchitectures=native", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+		"MemoryDenyWriteExecute=yes", "LockPersonality=yes", "RestrictRealtime=yes", "RestrictSUIDSGID=yes",
+		"KeyringMode=private", "UMask=0077", "Documentation=man:bro-proxy(1) man:brothaman(7)"} {
+		if !svc[want] {
+			t.Errorf("activator service lacks %q", want)
+		}
+	}
+	// PrivateUsers= makes entering the rootless namespaces impossible; the
+	// rest is skipped without it (namespaces) or fails the start in a user
+	// manager (the capability bounding set).
+	for _, never := range []string{"PrivateUsers", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateNetwork",
+		"PrivateMounts", "ProtectProc", "ProcSubset", "CapabilityBoundingSet", "PrivateDevices", "ProtectClock",
+		"ProtectKernelModules", "ProtectKernelLogs", "ProtectKernelTunables", "ProtectControlGroups", "ProtectHostname"} {
+		if keys[never] {
+			t.Errorf("activator service sets %s=", never)
+		}
+	}
+}

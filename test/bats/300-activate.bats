@@ -126,7 +126,9 @@ Annotation=bro.activate=$(free_port)"
   run_cmd 0 activate "$p"
   run_cmd 1 activate --idle-stop 1m "$p"
   assert_output "bro-activate: write unit $UNIT_DIR/$p-activator.socket: file already exists (use --force to replace, --remove to delete)"
-  [[ ! -e $UNIT_DIR/$p.service.d ]]
+  # the refused write added nothing (the first one wrote the start-limit
+  # drop-in only)
+  [[ ! -e $UNIT_DIR/$p.service.d/50-$p-activator-idle-stop.conf ]]
   run_cmd 0 activate --force --idle-stop 1m "$p"
   run_cmd 0 grep -c -- "--exit-idle-time 60s" "$UNIT_DIR/$p-activator.service"
   # a unit the user wrote is never removed

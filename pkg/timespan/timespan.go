@@ -40,7 +40,8 @@ func Parse(s string) (time.Duration, error) {
 	if in == "" {
 		return 0, fmt.Errorf("time span %q: empty", s)
 	}
-	var total float64
+	var total, frac float64 // total: for the overflow check
+	var exact int64
 	rest := in
 	for rest != "" {
 		rest = strings.TrimLeft(rest, " ")
@@ -51,9 +52,10 @@ func Parse(s string) (time.Duration, error) {
 		if i < 0 {
 			i = len(rest)
 		}
-		n, err := strconv.ParseFloat(rest[:i], 64)
+		num := rest[:i]
+		n, err := strconv.ParseFloat(num, 64)
 		if err != nil {
-			return 0, fmt.Errorf("time span %q: %q is not a number", s, rest[:i])
+			return 0, fmt.Errorf("time span %q: %q is not a number", s, num)
 		}
 		rest = strings.TrimLeft(rest[i:], " ")
 		j := strings.IndexFunc(rest, func(r rune) bool { return r == ' ' || r == '.' || (r >= '0' && r <= '9') })
@@ -66,12 +68,21 @@ func Parse(s string) (time.Duration, error) {
 		if !ok {
 			return 0, fmt.Errorf("time span %q: unknown unit %q (want ns, us, ms, s, min, h, d, w)", s, unit)
 		}
-		total += n * float64(d)
+		// whole numbers exactly (float64 loses nanoseconds past 2^53)
+		var term float64
+		if i, err := strconv.ParseInt(num, 10, 64); err == nil && i <= math.MaxInt64/int64(d) {
+			term = float64(i * int64(d))
+			exact += i * int64(d)
+		} else {
+			term = n * float64(d)
+			frac += term
+		}
+		total += term
 	}
-	if total >= math.MaxInt64 {
+	if total >= math.MaxInt64 || exact < 0 {
 		return 0, fmt.Errorf("time span %q: too long", s)
 	}
-	return time.Duration(total), nil
+	return time.Duration(exact) + time.Duration(frac), nil
 }
 
 func unitOf(name string) (time.Duration, bool) {

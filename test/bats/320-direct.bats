@@ -48,7 +48,15 @@ Network=none"
   assert_line LISTEN_PID=1
   assert_line LISTEN_FDS=1
   assert_line "LISTEN_FDNAMES=tcp-$port"
-  run_cmd 1 pgrep -f "bro-proxy.*$p"
+  # no proxy: the socket starts the quadlet's own unit, and no process of that
+  # unit's cgroup is a bro-proxy
+  run_cmd 0 user_systemctl show -p Triggers --value "$p.socket"
+  assert_output "$p.service"
+  run_cmd 0 user_systemctl show -p MainPID --value "$p.service"
+  local main=$output
+  [[ $main -gt 0 ]] || fail "no main pid for $p.service"
+  ! _descendants "$main" | xargs -r -I{} cat /proc/{}/comm 2>/dev/null | grep -qx bro-proxy ||
+    fail "a bro-proxy runs under $p.service"
 
   # the container stops, the socket stays, the next client starts it again
   run_cmd 0 user_systemctl stop "$p.service"

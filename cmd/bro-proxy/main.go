@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/brothaman/brothaman-go/pkg/fdpass"
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/ns"
+	"github.com/brothaman/brothaman-go/pkg/proxy"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -43,8 +43,8 @@ type options struct {
 	idleTimeout      time.Duration
 	keepAlive        time.Duration
 	logLevel         string
-	targets          targetFlags
-	proxyProto       proxyProtoFlags
+	targets          proxy.Targets
+	proxyProto       proxy.ProxyProtocols
 	target           string
 }
 
@@ -128,7 +128,7 @@ func parseFlags(args []string) (*options, error) {
 	if o.connectionsMax < 1 {
 		return nil, fmt.Errorf("--connections-max %d: want at least 1", o.connectionsMax)
 	}
-	if o.target == "" && len(o.targets.named) == 0 && len(o.targets.positional) == 0 {
+	if o.target == "" && o.targets.Empty() {
 		return nil, errors.New("no target: give TARGET or --target")
 	}
 	return o, nil
@@ -174,39 +174,37 @@ func run(o *options, logger *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
-	listeners, err := inheritListeners(fds, o.targets, o.target)
+	listeners, err := proxy.Inherit(fds, o.targets, o.target, o.proxyProto)
 	if err != nil {
 		return err
 	}
-	for i := range listeners {
-		listeners[i].proxyProto = o.proxyProto.version(listeners[i].name)
-		if listeners[i].proxyProto != 0 && listeners[i].pc != nil {
-			log.WithField("socket", listeners[i].name).Warn("PROXY protocol is for stream sockets; not sent on this UDP socket")
-			listeners[i].proxyProto = 0
+	for _, l := range listeners {
+		if l.Datagram() && o.proxyProto.Version(l.Name()) != 0 {
+			log.WithField("socket", l.Name()).Warn("PROXY protocol is for stream sockets; not sent on this UDP socket")
 		}
 	}
 	raiseNoFile(o.connectionsMax, log)
 	mount := false
 	for _, l := range listeners {
-		mount = mount || l.target.Network == "unix"
+		mount = mount || l.Target().Network == "unix"
 	}
-	src, err := newSource(o, log, mount, prefetchFor(listeners))
+	backend, err := newBackend(o, log, mount, proxy.Prefetch(listeners))
 	if err != nil {
 		for _, l := range listeners {
 			l.Close()
 		}
 		return err
 	}
-	defer src.close()
-	p := &Proxy{
-		Listeners: listeners, Source: src, ConnectTimeout: o.connectTimeout,
+	defer backend.Close()
+	p := &proxy.Proxy{
+		Listeners: listeners, Backend: backend, ConnectTimeout: o.connectTimeout,
 		ContainerTimeout: o.containerTimeout, MaxConns: o.connectionsMax, IdleExit: o.exitIdle,
 		DrainTimeout: o.drainTimeout, UDPIdle: o.udpIdle, UDPFlowsMax: o.udpFlowsMax,
 		IdleTimeout: o.idleTimeout, KeepAlive: o.keepAlive, Log: log,
 		Status: func(s string) { daemon.SdNotify(false, "STATUS="+s) },
 	}
 	for _, l := range listeners {
-		log.WithFields(logrus.Fields{"socket": l.name, "listen": l.Addr().String(), "target": l.target.String()}).Info("listening")
+		log.WithFields(logrus.Fields{"socket": l.Name(), "listen": l.Addr().String(), "target": l.Target().String()}).Info("listening")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -229,11 +227,11 @@ func run(o *options, logger *logrus.Logger) error {
 	return err
 }
 
-// newSource picks where backend sockets come from. mount: a target is a unix
-// socket path, which --container and --pid resolve inside the process's own
-// filesystem (its mount namespace); --netns and the own namespace resolve it
-// on the host.
-func newSource(o *options, log *logrus.Entry, mount bool, wrap func(ns.Sockets) ns.Sockets) (source, error) {
+// newBackend picks where backend sockets come from. mount: a target is a
+// unix socket path, which --container and --pid resolve inside the
+// process's own filesystem (its mount namespace); --netns and the own
+// namespace resolve it on the host.
+func newBackend(o *options, log *logrus.Entry, mount bool, wrap func(ns.Sockets) ns.Sockets) (proxy.Backend, error) {
 	switch {
 	case o.container != "":
 		uid, err := hook.HostUID()
@@ -248,106 +246,59 @@ func newSource(o *options, log *logrus.Entry, mount bool, wrap func(ns.Sockets) 
 		if err != nil {
 			return nil, err
 		}
-		log = log.WithField("follow", o.container)
-		s, err := newContainerSource(o.container, uid, dir, o.containerTimeout, mount, log)
+		b, err := proxy.NewContainer(proxy.ContainerConfig{Name: o.container, UID: uid, Dir: dir, Timeout: o.containerTimeout,
+			Mount: mount, StartUnit: o.startUnit, Wrap: wrap, Log: log})
 		if err != nil {
 			dir.Close()
 			return nil, err
 		}
-		s.wrap = wrap
-		if o.startUnit != "" {
-			s.starter = &unitStarter{unit: o.startUnit, log: log}
-		}
-		return s, nil
+		return b, nil
 	case o.pid != 0:
-		src, err := pidSource(o.pid, log, mount)
-		if err != nil {
-			return nil, err
-		}
-		src.g.sockets = wrap(src.g.sockets)
-		return src, nil
-	case o.netns != "":
-		h, err := ns.Open(o.netns)
-		if err != nil {
-			return nil, err
-		}
-		defer h.Close()
-		s, err := ns.Enter(h)
-		if err != nil {
-			return nil, fmt.Errorf("enter network namespace %s: %w", o.netns, err)
-		}
-		return staticSource{newGeneration(wrap(s), nil, "netns "+o.netns)}, nil
-	default:
-		return staticSource{newGeneration(ns.Current(), nil, "own network namespace")}, nil
-	}
-}
-
-// pidSource enters the network namespace of pid. If bro-hook recorded a
-// container with this pid, the namespace and start time must match the
-// record; the namespace must in any case belong to this user (ns.Enter).
-func pidSource(pid int, log *logrus.Entry, mount bool) (staticSource, error) {
-	start, err := ns.StartTime(pid)
-	if err != nil {
-		return staticSource{}, fmt.Errorf("--pid %d: %w", pid, err)
-	}
-	var netns *[2]uint64
-	if path, err := hook.StateDirPath(); err == nil {
-		if dir, err := hook.OpenStateDir(path, false); err == nil {
-			recs, _ := dir.List()
-			dir.Close()
-			for _, r := range recs {
-				if r.PID != pid {
-					continue
-				}
-				if r.PIDStart != start {
-					return staticSource{}, fmt.Errorf("--pid %d: start time %d does not match the record of container %s (%d): pid reused", pid, start, r.Name, r.PIDStart)
-				}
-				netns = &[2]uint64{r.NetNSDev, r.NetNSIno}
+		var dir *hook.StateDir
+		if path, err := hook.StateDirPath(); err == nil {
+			if d, err := hook.OpenStateDir(path, false); err == nil {
+				dir = d
+				defer dir.Close()
 			}
 		}
-	}
-	s, err := enterProcess(pid, start, netns, mount)
-	if err != nil {
-		return staticSource{}, fmt.Errorf("--pid %d: %w", pid, err)
-	}
-	log.WithField("pid", pid).Info("entered network namespace")
-	return staticSource{newGeneration(s, nil, "pid "+strconv.Itoa(pid))}, nil
-}
-
-// prefetchFor keeps a few stream sockets ready in an entered namespace for
-// the first TCP target's family: making a socket there is a round trip to
-// another thread or process, and a connection should not wait for it.
-func prefetchFor(listeners []listener) func(ns.Sockets) ns.Sockets {
-	for _, l := range listeners {
-		if l.target.Network == "tcp" {
-			domain := l.target.Domain()
-			return func(s ns.Sockets) ns.Sockets { return ns.Prefetch(s, domain, unix.SOCK_STREAM, prefetchDepth) }
+		b, err := proxy.PID(o.pid, dir, mount, wrap)
+		if err != nil {
+			return nil, err
 		}
+		log.WithField("pid", o.pid).Info("entered network namespace")
+		return b, nil
+	case o.netns != "":
+		return proxy.NetNS(o.netns, wrap)
+	default:
+		return proxy.Own(), nil
 	}
-	return func(s ns.Sockets) ns.Sockets { return s }
 }
 
-// prefetchDepth is how many sockets wait ready: enough for a burst of
-// clients to find one each while the pool refills.
-const prefetchDepth = 16
-
-// raiseNoFile lifts the soft descriptor limit so that --connections-max fits:
-// each connection holds two sockets and, while copying, two splice pipes.
+// raiseNoFile lifts the soft descriptor limit to the hard one: each
+// connection holds its two sockets (the relay borrows pipes only while
+// bytes are in flight, from a small pool), plus a fixed few for the process.
+// Below what --connections-max needs, it says so once.
 func raiseNoFile(conns int, log *logrus.Entry) {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return
 	}
-	want := uint64(conns)*6 + 64
-	if lim.Cur >= want {
-		return
-	}
-	lim.Cur = min(want, lim.Max)
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		log.WithError(err).Warn("cannot raise the open file limit")
-		return
+	want := uint64(conns)*fdsPerConn + fdsFixed
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			log.WithError(err).Warn("cannot raise the open file limit")
+			return
+		}
 	}
 	if lim.Cur < want {
-		log.WithFields(logrus.Fields{"limit": lim.Cur, "want": want}).Info("open file limit below what --connections-max may need (LimitNOFILE=)")
+		log.WithFields(logrus.Fields{"limit": lim.Cur, "want": want, "connections": (lim.Cur - fdsFixed) / fdsPerConn}).
+			Info("open file limit below what --connections-max needs (2 per connection; LimitNOFILE=)")
 	}
 }
+
+// fdsPerConn, fdsFixed: what a connection and the process itself hold.
+const (
+	fdsPerConn = 2
+	fdsFixed   = 100
+)

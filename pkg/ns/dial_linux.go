@@ -127,7 +127,7 @@ func Dial(ctx context.Context, s Sockets, t Target) (net.Conn, error) {
 	}
 	f := os.NewFile(uintptr(fd), t.String())
 	defer f.Close()
-	if err := connect(ctx, f, sa); err != nil {
+	if err := connect(ctx, f, sa, false); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", t, err)
 	}
 	c, err := net.FileConn(f)
@@ -137,13 +137,66 @@ func Dial(ctx context.Context, s Sockets, t Target) (net.Conn, error) {
 	return c, nil
 }
 
-func connect(ctx context.Context, f *os.File, sa unix.Sockaddr) error {
+// DialFD is Dial for a caller that moves the bytes itself: it returns the
+// connected socket's descriptor, nonblocking and close-on-exec, registered
+// with no poller; the caller owns it. A connect that completes at once (a
+// unix socket, often loopback TCP) costs two system calls; one that is in
+// progress waits in the Go poller like Dial.
+func DialFD(ctx context.Context, s Sockets, t Target) (int, error) {
+	sa := t.sockaddr()
+	if sa == nil {
+		return -1, errors.New("dial: target not parsed with ParseTarget")
+	}
+	if err := ctx.Err(); err != nil {
+		return -1, fmt.Errorf("dial %s: %w", t, err)
+	}
+	if t.domain == unix.AF_UNIX {
+		fd, err := s.ConnectUnix(t.Addr)
+		if err != nil {
+			return -1, fmt.Errorf("dial %s: %w", t, err)
+		}
+		return fd, nil
+	}
+	fd, err := s.Socket(t.domain, t.sotype|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, fmt.Errorf("dial %s: %w", t, err)
+	}
+	switch err := unix.Connect(fd, sa); err {
+	case nil:
+		return fd, nil
+	case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
+	default:
+		unix.Close(fd)
+		return -1, fmt.Errorf("dial %s: %w", t, err)
+	}
+	f := os.NewFile(uintptr(fd), t.String())
+	defer f.Close()
+	if err := connect(ctx, f, sa, true); err != nil {
+		return -1, fmt.Errorf("dial %s: %w", t, err)
+	}
+	// out of the poller: a duplicate, and the original closed with f
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("dial %s: %w", t, err)
+	}
+	d, derr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) { d, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		derr = err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dial %s: %w", t, derr)
+	}
+	return d, nil
+}
+
+// connect connects f to sa, or with started, waits for the connect already
+// started on it to complete.
+func connect(ctx context.Context, f *os.File, sa unix.Sockaddr, started bool) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var cerr error
-	started := false
 	if d, ok := ctx.Deadline(); ok {
 		f.SetWriteDeadline(d)
 	}

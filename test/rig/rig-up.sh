@@ -566,8 +566,14 @@ fi
 # -------------------------------------------------------------------- 10. check
 step "smoke test"
 for u in "$RIG_USER" "$CROSS_USER"; do
-  if out=$(as_user "$u" podman run --rm --network none "$BBOX_IMAGE" /bin/sh -c 'echo rootless-ok' 2>&1) && [[ $out == *rootless-ok* ]]; then
+  smoke() { as_user "$u" podman run --rm --network none "$BBOX_IMAGE" /bin/sh -c 'echo rootless-ok' 2>&1; }
+  if out=$(smoke) && [[ $out == *rootless-ok* ]]; then
     ok "rootless podman run ($u)"
+  elif [[ $out == *"podman system migrate"* ]] && as_user "$u" podman system migrate >/dev/null 2>&1 &&
+    out=$(smoke) && [[ $out == *rootless-ok* ]]; then
+    # a machine that ran before: the rootless pause process is gone (a
+    # reboot, or everything of the user's killed) and podman says so
+    did "podman system migrate ($u): its pause process was gone"
   else die "rootless podman run as $u failed: $out"; fi
 done
 if out=$(podman run --rm --runtime "$RUNTIME_WRAPPER" --network none "$BBOX_IMAGE" /bin/sh -c 'echo rootful-ok' 2>&1) && [[ $out == *rootful-ok* ]]; then

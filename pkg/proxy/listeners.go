@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"errors"
@@ -11,17 +11,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// targetFlags collects --target [NAME=]ADDR: named ones map to the inherited
+// Targets collects --target [NAME=]ADDR: named ones map to the inherited
 // socket of that FileDescriptorName=, the others are positional.
-type targetFlags struct {
+type Targets struct {
 	named      map[string]string
 	positional []string
 }
 
-func (t *targetFlags) String() string { return "" }
-func (t *targetFlags) Type() string   { return "[NAME=]HOST:PORT" }
+func (t *Targets) String() string { return "" }
 
-func (t *targetFlags) Set(v string) error {
+// Empty reports that no --target was given.
+func (t *Targets) Empty() bool { return len(t.named) == 0 && len(t.positional) == 0 }
+func (t *Targets) Type() string   { return "[NAME=]HOST:PORT" }
+
+func (t *Targets) Set(v string) error {
 	if v == "" {
 		return errors.New("empty target")
 	}
@@ -43,9 +46,9 @@ func (t *targetFlags) Set(v string) error {
 	return nil
 }
 
-// listener is one inherited socket and where its connections go: a stream
-// listener (TCP, unix) or a datagram socket (UDP, relayed per client flow).
-type listener struct {
+// Listener is one inherited socket and where its connections go: a stream
+// Listener (TCP, unix) or a datagram socket (UDP, relayed per client flow).
+type Listener struct {
 	ln     net.Listener   // stream sockets
 	pc     net.PacketConn // datagram sockets
 	name   string
@@ -56,28 +59,43 @@ type listener struct {
 }
 
 // Close closes our copy; systemd keeps its own, so the socket stays bound.
-func (l listener) Close() error {
+func (l Listener) Close() error {
 	if l.pc != nil {
 		return l.pc.Close()
 	}
 	return l.ln.Close()
 }
 
+// Name is the socket's FileDescriptorName=.
+func (l Listener) Name() string { return l.name }
+
+// Target is where the socket's connections go.
+func (l Listener) Target() ns.Target { return l.target }
+
+// Datagram reports a UDP socket.
+func (l Listener) Datagram() bool { return l.pc != nil }
+
+// ProxyProtocol is the PROXY protocol version sent to the backend (0: none).
+func (l Listener) ProxyProtocol() int { return l.proxyProto }
+
 // Addr is the local address the socket is bound to.
-func (l listener) Addr() net.Addr {
+func (l Listener) Addr() net.Addr {
 	if l.pc != nil {
 		return l.pc.LocalAddr()
 	}
 	return l.ln.Addr()
 }
 
-// inheritListeners turns the LISTEN_FDS descriptors into listeners, refusing
+// Inherit turns the LISTEN_FDS descriptors into listeners, refusing
 // (as systemd-socket-proxyd does) none at all and anything but a listening
 // stream socket, and gives each its target: by FileDescriptorName= first,
 // then by position among unnamed --target flags, then the TARGET argument.
-func inheritListeners(fds []fdpass.Inherited, targets targetFlags, def string) ([]listener, error) {
-	var out []listener
-	fail := func(err error) ([]listener, error) {
+//
+// pp gives the PROXY protocol version of each stream socket (datagram
+// sockets never send one).
+func Inherit(fds []fdpass.Inherited, targets Targets, def string, pp ProxyProtocols) ([]Listener, error) {
+	var out []Listener
+	fail := func(err error) ([]Listener, error) {
 		// bro-proxy exits on this error: first close the clients queued on
 		// the sockets, or systemd would trigger it again for them (drain.go)
 		queued := dupListeners(out)
@@ -145,7 +163,10 @@ func inheritListeners(fds []fdpass.Inherited, targets targetFlags, def string) (
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", how, err))
 		}
-		l := listener{name: f.Name, target: t}
+		l := Listener{name: f.Name, target: t}
+		if sotype == unix.SOCK_STREAM {
+			l.proxyProto = pp.Version(f.Name)
+		}
 		if sotype == unix.SOCK_DGRAM {
 			l.pc, err = net.FilePacketConn(f.File)
 		} else {

@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"fmt"
@@ -27,9 +27,9 @@ func inheritedTCP(t *testing.T, name string) fdpass.Inherited {
 
 func TestInheritListenersTargets(t *testing.T) {
 	a, b := inheritedTCP(t, "tcp-5432"), inheritedTCP(t, "tcp-80")
-	var tf targetFlags
+	var tf Targets
 	tf.Set("tcp-80=127.0.0.1:8080")
-	ls, err := inheritListeners([]fdpass.Inherited{a, b}, tf, "127.0.0.1:5432")
+	ls, err := Inherit([]fdpass.Inherited{a, b}, tf, "127.0.0.1:5432", ProxyProtocols{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,10 +48,10 @@ func TestInheritListenersTargets(t *testing.T) {
 
 func TestInheritListenersPositional(t *testing.T) {
 	fds := []fdpass.Inherited{inheritedTCP(t, "x"), inheritedTCP(t, "x")}
-	var tf targetFlags
+	var tf Targets
 	tf.Set("127.0.0.1:1")
 	tf.Set("/run/postgresql/.s.PGSQL.5432")
-	ls, err := inheritListeners(fds, tf, "")
+	ls, err := Inherit(fds, tf, "", ProxyProtocols{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,33 +91,33 @@ func TestInheritListenersRefusals(t *testing.T) {
 		c.Close()
 		return fdpass.Inherited{File: f, Name: "conn"}
 	}
-	named := func(name string) targetFlags {
-		var tf targetFlags
+	named := func(name string) Targets {
+		var tf Targets
 		tf.Set(name + "=127.0.0.1:1")
 		return tf
 	}
 	tests := []struct {
 		name    string
 		fd      func(*testing.T) fdpass.Inherited
-		targets targetFlags
+		targets Targets
 		def     string
 		want    string
 	}{
-		{"regular file", regular, targetFlags{}, "127.0.0.1:1", "inherited fd %d (file) is not a socket"},
-		{"unix datagram", unixgram, targetFlags{}, "127.0.0.1:1", "inherited fd %d (dns) is a datagram socket that is not UDP"},
-		{"connected", connected, targetFlags{}, "127.0.0.1:1", "inherited fd %d (conn) is not listening (Accept=yes in the socket unit? use Accept=no)"},
-		{"no target", func(t *testing.T) fdpass.Inherited { return inheritedTCP(t, "web") }, targetFlags{}, "",
+		{"regular file", regular, Targets{}, "127.0.0.1:1", "inherited fd %d (file) is not a socket"},
+		{"unix datagram", unixgram, Targets{}, "127.0.0.1:1", "inherited fd %d (dns) is a datagram socket that is not UDP"},
+		{"connected", connected, Targets{}, "127.0.0.1:1", "inherited fd %d (conn) is not listening (Accept=yes in the socket unit? use Accept=no)"},
+		{"no target", func(t *testing.T) fdpass.Inherited { return inheritedTCP(t, "web") }, Targets{}, "",
 			`no target for inherited fd %d (name "web"): give TARGET, --target web=HOST:PORT or one --target per socket`},
 		{"unknown name", func(t *testing.T) fdpass.Inherited { return inheritedTCP(t, "web") }, named("db"), "127.0.0.1:1",
 			`--target db=…: no inherited socket is named "db" (names: web)`},
-		{"bad target", func(t *testing.T) fdpass.Inherited { return inheritedTCP(t, "web") }, targetFlags{}, "example.org:80",
+		{"bad target", func(t *testing.T) fdpass.Inherited { return inheritedTCP(t, "web") }, Targets{}, "example.org:80",
 			`TARGET argument: target "example.org:80": host "example.org" is not an IP address or localhost`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := tt.fd(t)
 			fd := int(in.File.Fd())
-			_, err := inheritListeners([]fdpass.Inherited{in}, tt.targets, tt.def)
+			_, err := Inherit([]fdpass.Inherited{in}, tt.targets, tt.def, ProxyProtocols{})
 			want := tt.want
 			if containsVerb(want) {
 				want = fmt.Sprintf(want, fd)
@@ -139,7 +139,7 @@ func containsVerb(s string) bool {
 }
 
 func TestTargetFlagErrors(t *testing.T) {
-	var tf targetFlags
+	var tf Targets
 	for _, tc := range []struct{ in, want string }{
 		{"", "empty target"},
 		{"=1.2.3.4:5", `target "=1.2.3.4:5": want NAME=HOST:PORT or HOST:PORT`},
@@ -152,31 +152,6 @@ func TestTargetFlagErrors(t *testing.T) {
 	tf.Set("a=127.0.0.1:1")
 	if err := tf.Set("a=127.0.0.1:2"); err == nil || err.Error() != `target "a=127.0.0.1:2": name "a" given twice` {
 		t.Errorf("duplicate name: %v", err)
-	}
-}
-
-func TestParseFlags(t *testing.T) {
-	o, err := parseFlags([]string{"--container", "pg", "--exit-idle-time", "1h 2min", "-c", "10", "127.0.0.1:5432"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.container != "pg" || o.exitIdle != time.Hour+2*time.Minute || o.udpIdle != time.Minute || o.connectionsMax != 10 || o.target != "127.0.0.1:5432" {
-		t.Errorf("parseFlags = %+v", o)
-	}
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{}, "no target: give TARGET or --target"},
-		{[]string{"--pid", "1", "--netns", "/x", "1.1.1.1:1"}, "give at most one of --container, --pid and --netns"},
-		{[]string{"--connections-max", "0", "127.0.0.1:1"}, "--connections-max 0: want at least 1"},
-		{[]string{"a", "b"}, "want at most one TARGET, got 2 arguments"},
-		{[]string{"--exit-idle-time", "5fortnights", "127.0.0.1:1"}, `invalid argument "5fortnights" for "--exit-idle-time" flag: time span "5fortnights": unknown unit "fortnights" (want ns, us, ms, s, min, h, d, w) (see bro-proxy --help)`},
-		{[]string{"-exit-idle-time", "5s", "127.0.0.1:1"}, `unknown shorthand flag: 'e' in -exit-idle-time (see bro-proxy --help)`},
-	} {
-		if _, err := parseFlags(tc.args); err == nil || err.Error() != tc.want {
-			t.Errorf("parseFlags(%q) = %v; want %s", tc.args, err, tc.want)
-		}
 	}
 }
 
@@ -198,9 +173,9 @@ func TestInheritListenersErrorClosesQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var tf targetFlags
+	var tf Targets
 	tf.Set("other=127.0.0.1:1")
-	_, err = inheritListeners([]fdpass.Inherited{{File: f, Name: "tcp-5432"}, inheritedTCP(t, "tcp-80")}, tf, "127.0.0.1:5432")
+	_, err = Inherit([]fdpass.Inherited{{File: f, Name: "tcp-5432"}, inheritedTCP(t, "tcp-80")}, tf, "127.0.0.1:5432", ProxyProtocols{})
 	want := `--target other=…: no inherited socket is named "other" (names: tcp-5432, tcp-80) (closed the clients queued: 1)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v; want %q", err, want)

@@ -1,9 +1,10 @@
-package main
+package proxy
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -11,11 +12,12 @@ import (
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
-// generation is one incarnation of the backend namespace: a container's
+// Generation is one incarnation of the backend namespace: a container's
 // process (pid + start time) or a namespace given on the command line.
-type generation struct {
+type Generation struct {
 	sockets ns.Sockets
 	rec     *hook.Record // nil unless following a container
 	desc    string
@@ -25,39 +27,39 @@ type generation struct {
 	ready     chan struct{} // closed at the first successful dial
 }
 
-func newGeneration(s ns.Sockets, rec *hook.Record, desc string) *generation {
-	return &generation{sockets: s, rec: rec, desc: desc, since: time.Now(), ready: make(chan struct{})}
+func NewGeneration(s ns.Sockets, rec *hook.Record, desc string) *Generation {
+	return &Generation{sockets: s, rec: rec, desc: desc, since: time.Now(), ready: make(chan struct{})}
 }
 
 // markReady wakes clients that wait to retry: the backend now listens.
-func (g *generation) markReady() bool {
+func (g *Generation) markReady() bool {
 	first := false
 	g.readyOnce.Do(func() { close(g.ready); first = true })
 	return first
 }
 
-// source says where backend sockets are made.
-type source interface {
-	// get returns the current generation, waiting until ctx ends for one.
-	get(ctx context.Context) (*generation, error)
-	// failed reports that a dial through g was refused; a source that
+// Backend says where backend sockets are made.
+type Backend interface {
+	// Get returns the current generation, waiting until ctx ends for one.
+	Get(ctx context.Context) (*Generation, error)
+	// Failed reports that a dial through g was refused; a source that
 	// follows a container checks whether the container is still there.
-	failed(g *generation)
-	close()
+	Failed(g *Generation)
+	Close()
 }
 
-// staticSource is one namespace for the proxy's life: the current one, or
+// Static is one namespace for the proxy's life: the current one, or
 // one given with --netns or --pid.
-type staticSource struct{ g *generation }
+type Static struct{ g *Generation }
 
-func (s staticSource) get(context.Context) (*generation, error) { return s.g, nil }
-func (s staticSource) failed(*generation)                       {}
-func (s staticSource) close()                                   { s.g.sockets.Close() }
+func (s Static) Get(context.Context) (*Generation, error) { return s.g, nil }
+func (s Static) Failed(*Generation)                       {}
+func (s Static) Close()                                   { s.g.sockets.Close() }
 
-// containerSource follows the hook's records of one container: it enters
+// Container follows the hook's records of one container: it enters
 // the namespace of the newest live record whose name matches, and switches
 // when the container is replaced (restart: new id, pid and netns).
-type containerSource struct {
+type Container struct {
 	name    string
 	uid     int
 	dir     *hook.StateDir
@@ -74,20 +76,42 @@ type containerSource struct {
 	scanMu sync.Mutex // serialises rescan; guards warned
 
 	mu      sync.Mutex
-	cur     *generation
+	cur     *Generation
 	changed chan struct{} // closed and replaced whenever cur changes
 	warned  map[string]bool
 	seen    bool // a generation was ever found
 	start   time.Time
 }
 
-func newContainerSource(name string, uid int, dir *hook.StateDir, timeout time.Duration, mount bool, log *logrus.Entry) (*containerSource, error) {
-	w, err := dir.Watch()
+// ContainerConfig says which container a Container backend follows.
+type ContainerConfig struct {
+	Name    string         // the container's name, id, or quadlet unit
+	UID     int            // records of other users are refused
+	Dir     *hook.StateDir // bro-hook's records; the backend closes it
+	Timeout time.Duration  // how long a client waits for the container
+	// Mount: some target is a unix socket path, resolved in the
+	// container's mount namespace.
+	Mount bool
+	// StartUnit, if set, is started (systemctl start --no-block) when a
+	// client waits for a container that is not running.
+	StartUnit string
+	// Wrap, if set, wraps every namespace entered (socket prefetching).
+	Wrap func(ns.Sockets) ns.Sockets
+	Log  *logrus.Entry
+}
+
+// NewContainer follows the records of cfg.Name in cfg.Dir.
+func NewContainer(cfg ContainerConfig) (*Container, error) {
+	w, err := cfg.Dir.Watch()
 	if err != nil {
 		return nil, err
 	}
-	s := &containerSource{name: name, uid: uid, dir: dir, watch: w, timeout: timeout, log: log, mount: mount,
-		changed: make(chan struct{}), warned: make(map[string]bool), start: time.Now()}
+	log := cfg.Log.WithField("follow", cfg.Name)
+	s := &Container{name: cfg.Name, uid: cfg.UID, dir: cfg.Dir, watch: w, timeout: cfg.Timeout, log: log, mount: cfg.Mount,
+		wrap: cfg.Wrap, changed: make(chan struct{}), warned: make(map[string]bool), start: time.Now()}
+	if cfg.StartUnit != "" {
+		s.starter = &unitStarter{unit: cfg.StartUnit, log: log}
+	}
 	s.rescan()
 	go func() {
 		for range w.C {
@@ -97,7 +121,7 @@ func newContainerSource(name string, uid int, dir *hook.StateDir, timeout time.D
 	return s, nil
 }
 
-func (s *containerSource) close() {
+func (s *Container) Close() {
 	s.watch.Close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -110,7 +134,7 @@ func (s *containerSource) close() {
 // rescan reads the records and switches to the newest live one of our
 // container. Records of other uids, and records that fail verification, are
 // logged once and never entered.
-func (s *containerSource) rescan() {
+func (s *Container) rescan() {
 	s.scanMu.Lock()
 	defer s.scanMu.Unlock()
 	recs, errs := s.dir.List()
@@ -187,7 +211,7 @@ func (s *containerSource) rescan() {
 // enter verifies rec against the live process before entering anything:
 // the pid must still have the recorded start time (not a recycled pid) and
 // its network namespace the recorded device and inode.
-func (s *containerSource) enter(rec *hook.Record) (*generation, error) {
+func (s *Container) enter(rec *hook.Record) (*Generation, error) {
 	sockets, err := enterProcess(rec.PID, rec.PIDStart, &[2]uint64{rec.NetNSDev, rec.NetNSIno}, s.mount)
 	if err != nil {
 		return nil, fmt.Errorf("refusing container %s: %w", rec.Name, err)
@@ -197,13 +221,13 @@ func (s *containerSource) enter(rec *hook.Record) (*generation, error) {
 	}
 	repeatLog.log("found", s.log.WithFields(logrus.Fields{"container": hook.ShortID(rec.ID), "name": rec.Name, "pid": rec.PID}),
 		logrus.InfoLevel, "container found; entered its network namespace")
-	return newGeneration(sockets, rec, fmt.Sprintf("%s (pid %d)", rec.Name, rec.PID)), nil
+	return NewGeneration(sockets, rec, fmt.Sprintf("%s (pid %d)", rec.Name, rec.PID)), nil
 }
 
 // warnOnce logs msg the first time key is seen (called with scanMu held).
 // The keys name records, whose ids are new at every start of a container:
 // across ids the lines are rate-limited by kind (ratelog.go).
-func (s *containerSource) warnOnce(key, msg string) {
+func (s *Container) warnOnce(key, msg string) {
 	if s.warned[key] {
 		return
 	}
@@ -214,7 +238,19 @@ func (s *containerSource) warnOnce(key, msg string) {
 
 var errNoContainer = errors.New("container did not appear")
 
-func (s *containerSource) get(ctx context.Context) (*generation, error) {
+// NeverStartedError is returned (wrapped) by a backend that never appeared
+// within its timeout: waiting longer would not help, and the proxy exits
+// with it rather than hold every client to its timeout again.
+type NeverStartedError struct {
+	Name    string
+	Timeout time.Duration
+}
+
+func (e *NeverStartedError) Error() string {
+	return fmt.Sprintf("container %q did not start within %s", e.Name, e.Timeout)
+}
+
+func (s *Container) Get(ctx context.Context) (*Generation, error) {
 	for {
 		s.mu.Lock()
 		g, ch, seen := s.cur, s.changed, s.seen
@@ -237,23 +273,98 @@ func (s *containerSource) get(ctx context.Context) (*generation, error) {
 		case <-ch:
 		case <-again:
 		case <-ctx.Done():
+			if s.neverSeen() {
+				return nil, fmt.Errorf("%w: no live record of container %q in %s: %w", errNoContainer, s.name, s.dir.Path,
+					&NeverStartedError{Name: s.name, Timeout: s.timeout})
+			}
 			return nil, fmt.Errorf("%w: no live record of container %q in %s", errNoContainer, s.name, s.dir.Path)
 		}
 	}
 }
 
-func (s *containerSource) failed(g *generation) {
+func (s *Container) Failed(g *Generation) {
 	if g.rec != nil && !g.rec.Alive() {
 		s.rescan()
 	}
 }
 
 // neverSeen reports whether no container was found within the timeout.
-func (s *containerSource) neverSeen() bool {
+func (s *Container) neverSeen() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return !s.seen && time.Since(s.start) > s.timeout
 }
+
+// PID is the network namespace of process pid for the proxy's life. If
+// bro-hook recorded a container with this pid, the namespace and start time
+// must match the record; the namespace must in any case belong to this user
+// (ns.Enter). mount: enter its mount namespace too (unix socket targets).
+func PID(pid int, dir *hook.StateDir, mount bool, wrap func(ns.Sockets) ns.Sockets) (Static, error) {
+	start, err := ns.StartTime(pid)
+	if err != nil {
+		return Static{}, fmt.Errorf("--pid %d: %w", pid, err)
+	}
+	var netns *[2]uint64
+	if dir != nil {
+		recs, _ := dir.List()
+		for _, r := range recs {
+			if r.PID != pid {
+				continue
+			}
+			if r.PIDStart != start {
+				return Static{}, fmt.Errorf("--pid %d: start time %d does not match the record of container %s (%d): pid reused", pid, start, r.Name, r.PIDStart)
+			}
+			netns = &[2]uint64{r.NetNSDev, r.NetNSIno}
+		}
+	}
+	s, err := enterProcess(pid, start, netns, mount)
+	if err != nil {
+		return Static{}, fmt.Errorf("--pid %d: %w", pid, err)
+	}
+	return Static{NewGeneration(wrapped(wrap, s), nil, "pid "+strconv.Itoa(pid))}, nil
+}
+
+// NetNS is the network namespace file path (/run/netns/NAME) for the
+// proxy's life.
+func NetNS(path string, wrap func(ns.Sockets) ns.Sockets) (Static, error) {
+	h, err := ns.Open(path)
+	if err != nil {
+		return Static{}, err
+	}
+	defer h.Close()
+	s, err := ns.Enter(h)
+	if err != nil {
+		return Static{}, fmt.Errorf("enter network namespace %s: %w", path, err)
+	}
+	return Static{NewGeneration(wrapped(wrap, s), nil, "netns "+path)}, nil
+}
+
+// Own is the proxy's own network namespace, as systemd-socket-proxyd.
+func Own() Static { return Static{NewGeneration(ns.Current(), nil, "own network namespace")} }
+
+func wrapped(wrap func(ns.Sockets) ns.Sockets, s ns.Sockets) ns.Sockets {
+	if wrap == nil {
+		return s
+	}
+	return wrap(s)
+}
+
+// Prefetch keeps a few stream sockets ready in an entered namespace for the
+// first TCP target's family: making a socket there is a round trip to
+// another thread or process, and a connection should not wait for it.
+func Prefetch(listeners []Listener) func(ns.Sockets) ns.Sockets {
+	for _, l := range listeners {
+		if l.target.Network == "tcp" {
+			domain := l.target.Domain()
+			return func(s ns.Sockets) ns.Sockets { return ns.Prefetch(s, domain, unix.SOCK_STREAM, prefetchDepth) }
+		}
+	}
+	return nil
+}
+
+// prefetchDepth is how many sockets wait ready: enough for a burst of
+// clients to find one each while the pool refills.
+const prefetchDepth = 16
 
 // enterProcess enters the network namespace of pid (with mount, its mount
 // namespace too, for unix socket targets inside its filesystem) after

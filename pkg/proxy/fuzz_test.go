@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"errors"
@@ -45,7 +45,7 @@ func FuzzTargetMapping(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Parse of %d names %q: %v", n, fdNames, err)
 		}
-		var tf targetFlags
+		var tf Targets
 		for _, v := range strings.Split(targets, "\n") {
 			if err := tf.Set(v); err != nil {
 				if strings.Contains(err.Error(), "\n") {
@@ -67,7 +67,7 @@ func FuzzTargetMapping(f *testing.F) {
 			}
 			fds[i] = fdpass.Inherited{File: file, Name: names[i]}
 		}
-		out, err := inheritListeners(fds, tf, def)
+		out, err := Inherit(fds, tf, def, ProxyProtocols{})
 		for _, l := range out {
 			l.ln.Close()
 		}

@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"bytes"
@@ -37,7 +37,7 @@ func TestDrainFDStream(t *testing.T) {
 		defer c.Close()
 		clients = append(clients, c)
 	}
-	fds := dupListeners([]listener{{ln: ln}})
+	fds := dupListeners([]Listener{{ln: ln}})
 	if len(fds) != 1 {
 		t.Fatalf("dupListeners: %d fds", len(fds))
 	}
@@ -91,7 +91,7 @@ func TestDrainFDDatagramAndOthers(t *testing.T) {
 	c.Write([]byte("one"))
 	c.Write([]byte("two"))
 	time.Sleep(50 * time.Millisecond)
-	fds := dupListeners([]listener{{pc: pc}})
+	fds := dupListeners([]Listener{{pc: pc}})
 	if n := drainFD(fds[0]); n != 2 {
 		t.Errorf("drainFD of a UDP socket = %d; want 2 datagrams", n)
 	}
@@ -117,18 +117,18 @@ func TestDrainFDDatagramAndOthers(t *testing.T) {
 // otherwise start it again at once for them.
 func TestServeClosesQueuedClientsOnError(t *testing.T) {
 	dir := openTestStateDir(t)
-	src, err := newContainerSource("never", 0, dir, 200*time.Millisecond, false, testLog(t))
+	src, err := NewContainer(ContainerConfig{Name: "never", Dir: dir, Timeout: 200*time.Millisecond, Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.close()
+	defer src.Close()
 	ln := listenLoopback(t)
 	tg, _ := ns.ParseTarget("tcp", "127.0.0.1:1")
 	var logs lockedBuffer
 	log := logrus.New()
 	log.SetOutput(&logs)
 	p := &Proxy{
-		Listeners: []listener{{ln: ln, name: "test", target: tg}}, Source: src,
+		Listeners: []Listener{{ln: ln, name: "test", target: tg}}, Backend: src,
 		ConnectTimeout: time.Second, ContainerTimeout: 200 * time.Millisecond,
 		MaxConns: 1, DrainTimeout: time.Second, Log: logrus.NewEntry(log),
 	}
@@ -195,8 +195,8 @@ func TestServeLeavesQueuedClientsOnStop(t *testing.T) {
 	dup := must(t, ln) // systemd's copy: the socket outlives the proxy's
 	ctx, cancel := context.WithCancel(context.Background())
 	tg, _ := ns.ParseTarget("tcp", "127.0.0.1:1")
-	q := &Proxy{Listeners: []listener{{ln: ln, name: "q", target: tg}},
-		Source:         staticSource{newGeneration(ns.Current(), nil, "test")},
+	q := &Proxy{Listeners: []Listener{{ln: ln, name: "q", target: tg}},
+		Backend:        Static{NewGeneration(ns.Current(), nil, "test")},
 		ConnectTimeout: time.Second, ContainerTimeout: time.Second, MaxConns: 1,
 		DrainTimeout: time.Second, Log: testLog(t)}
 	done := make(chan error, 1)

@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"context"
@@ -37,8 +37,8 @@ func startUDPProxy(t *testing.T, target string, tune func(*Proxy)) (string, *Pro
 		t.Fatal(err)
 	}
 	p := &Proxy{
-		Listeners:        []listener{{pc: pc, name: "dns", target: tg}},
-		Source:           staticSource{newGeneration(ns.Current(), nil, "test namespace")},
+		Listeners:        []Listener{{pc: pc, name: "dns", target: tg}},
+		Backend:          Static{NewGeneration(ns.Current(), nil, "test namespace")},
 		ConnectTimeout:   5 * time.Second,
 		ContainerTimeout: 5 * time.Second,
 		MaxConns:         64,

@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"bufio"
@@ -39,8 +39,8 @@ func startProxy(t *testing.T, target string, tune func(*Proxy)) (string, *Proxy,
 		t.Fatal(err)
 	}
 	p := &Proxy{
-		Listeners:        []listener{{ln: ln, name: "test", target: tg}},
-		Source:           staticSource{newGeneration(ns.Current(), nil, "test namespace")},
+		Listeners:        []Listener{{ln: ln, name: "test", target: tg}},
+		Backend:          Static{NewGeneration(ns.Current(), nil, "test namespace")},
 		ConnectTimeout:   5 * time.Second,
 		ContainerTimeout: 5 * time.Second,
 		MaxConns:         64,

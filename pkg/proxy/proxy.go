@@ -1,10 +1,12 @@
-package main
+package proxy
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -12,14 +14,15 @@ import (
 
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // Proxy accepts on inherited listeners and carries each connection into the
 // backend namespace. Per-connection failures are logged and never end Serve;
 // a listener failure does.
 type Proxy struct {
-	Listeners        []listener
-	Source           source
+	Listeners        []Listener
+	Backend          Backend
 	ConnectTimeout   time.Duration // retrying a backend that does not listen yet
 	ContainerTimeout time.Duration // waiting for the container's record
 	MaxConns         int
@@ -38,8 +41,10 @@ type Proxy struct {
 	active, total, fail, refused atomic.Int64
 	up, down                     atomic.Int64
 
-	sweeper *idleSweeper
-	settle  *settler
+	loops     []*loop
+	loopsDone chan struct{}
+	next      atomic.Uint32
+	settle    *settler
 
 	mu      sync.Mutex
 	idle    *time.Timer
@@ -71,9 +76,8 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	if p.IdleExit > 0 {
 		p.idle = time.AfterFunc(p.IdleExit, p.idleFired)
 	}
-	if p.IdleTimeout > 0 {
-		p.sweeper = newIdleSweeper(p.IdleTimeout)
-		defer p.sweeper.close()
+	if err := p.startLoops(); err != nil {
+		return err
 	}
 	p.settle = newSettler(settleAfter)
 	defer func() {
@@ -137,8 +141,42 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	case <-time.After(drainFor):
 		p.Log.WithField("active", p.active.Load()).Warn("drain timeout: closing open connections")
 	}
+	// Ends what is still open (after a drain timeout), and refuses the
+	// connections still dialling: they are closed as they arrive.
+	p.stopLoops()
 	stopStatus()
 	return err
+}
+
+// startLoops starts the relay: one epoll loop per CPU the runtime uses, up
+// to maxLoops.
+func (p *Proxy) startLoops() error {
+	n := min(runtime.GOMAXPROCS(0), maxLoops)
+	p.loops = make([]*loop, 0, n)
+	p.loopsDone = make(chan struct{}, n)
+	for range n {
+		l, err := newLoop(p.IdleTimeout)
+		if err != nil {
+			p.stopLoops()
+			return fmt.Errorf("start the relay: %w", err)
+		}
+		p.loops = append(p.loops, l)
+		go func() { l.run(); p.loopsDone <- struct{}{} }()
+	}
+	return nil
+}
+
+// maxLoops: two loops already move more than a core's worth of splices.
+const maxLoops = 4
+
+func (p *Proxy) stopLoops() {
+	for _, l := range p.loops {
+		l.stop()
+	}
+	for range p.loops {
+		<-p.loopsDone
+	}
+	p.loops = nil
 }
 
 // closeDrained says that no connection is open any more while exiting, once:
@@ -185,7 +223,12 @@ func (p *Proxy) connEnd() {
 	}
 }
 
-func (p *Proxy) acceptLoop(ctx context.Context, l listener, errc chan<- error) {
+func (p *Proxy) acceptLoop(ctx context.Context, l Listener, errc chan<- error) {
+	rc, err := acceptConn(ctx, l.ln)
+	if err != nil {
+		errc <- fmt.Errorf("accept on %s: %w", l.name, err)
+		return
+	}
 	var backoff time.Duration
 	for {
 		select {
@@ -193,10 +236,10 @@ func (p *Proxy) acceptLoop(ctx context.Context, l listener, errc chan<- error) {
 		case <-ctx.Done():
 			return
 		}
-		c, err := l.ln.Accept()
+		fd, sa, err := accept(rc)
 		if err != nil {
 			<-p.sem
-			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+			if ctx.Err() != nil { // the file closed, or about to be
 				return
 			}
 			if temporaryAcceptError(err) {
@@ -214,8 +257,54 @@ func (p *Proxy) acceptLoop(ctx context.Context, l listener, errc chan<- error) {
 		}
 		backoff = 0
 		p.connStart()
-		go p.handle(l, c, errc)
+		go p.handle(l, fd, sa, errc)
 	}
+}
+
+// acceptConn returns what accept waits on: the runtime's poller will not
+// wait for a listener's RawConn to be readable (net's rawListener refuses
+// Read), but it will for an *os.File. The file holds a duplicate of the
+// listening socket's descriptor (nonblocking, like the listener's), closed
+// when ctx ends, which wakes a waiting accept; the listener itself stays.
+func acceptConn(ctx context.Context, ln net.Listener) (syscall.RawConn, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("listener %T has no descriptor", ln)
+	}
+	lrc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	d, derr := -1, error(nil)
+	if err := lrc.Control(func(fd uintptr) { d, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, derr
+	}
+	f := os.NewFile(uintptr(d), ln.Addr().String())
+	context.AfterFunc(ctx, func() { f.Close() })
+	return f.SyscallConn()
+}
+
+// accept takes one client from the listening socket behind rc, waiting in
+// the runtime's poller. The client's descriptor is nonblocking and
+// close-on-exec, and registered with no poller: it goes to a relay loop.
+func accept(rc syscall.RawConn) (int, unix.Sockaddr, error) {
+	var fd int
+	var sa unix.Sockaddr
+	var aerr error
+	err := rc.Read(func(lfd uintptr) bool {
+		fd, sa, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		return !errors.Is(aerr, unix.EAGAIN)
+	})
+	if err != nil {
+		return -1, nil, err
+	}
+	if aerr != nil {
+		return -1, nil, os.NewSyscallError("accept4", aerr)
+	}
+	return fd, sa, nil
 }
 
 func temporaryAcceptError(err error) bool {
@@ -228,58 +317,56 @@ func temporaryAcceptError(err error) bool {
 	return false
 }
 
-// handle dials the backend for client c, then hands both to startPipe and
-// returns; the connection's slot is released when the copies end.
-func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
+// handle dials the backend for the client on fd, then hands both sockets
+// to a relay loop and returns; the connection's slot is released when the
+// loop ends it.
+func (p *Proxy) handle(l Listener, fd int, sa unix.Sockaddr, errc chan<- error) {
 	release := func() {
 		p.connEnd()
 		<-p.sem
 	}
+	remote := sockaddrAddr(sa)
 	// built only when a line is logged: not on every connection's path
-	log := func() *logrus.Entry { return p.Log.WithField("conn", c.RemoteAddr().String()) }
-	b, err := p.dial(l.target, log)
+	log := func() *logrus.Entry { return p.Log.WithField("conn", remote.String()) }
+	var bfd int
+	err := p.dial(l.target, log, func(ctx context.Context, s ns.Sockets) (err error) {
+		bfd, err = ns.DialFD(ctx, s, l.target)
+		return err
+	})
 	if err != nil {
 		defer release()
 		p.fail.Add(1)
 		// a crash-looping backend fails every client: a few lines per
 		// window, then how many more (ratelog.go)
 		repeatLog.log("unreachable", log().WithError(err), logrus.WarnLevel, "backend unreachable; closing client")
-		c.Close()
-		if cs, ok := p.Source.(*containerSource); ok && errors.Is(err, errNoContainer) && cs.neverSeen() {
+		unix.Close(fd)
+		var never *NeverStartedError
+		if errors.As(err, &never) {
 			select {
-			case errc <- fmt.Errorf("container %q did not start within %s", cs.name, p.ContainerTimeout):
+			case errc <- never:
 			default:
 			}
 		}
 		return
 	}
 	if l.proxyProto != 0 {
-		h, err := proxyHeader(l.proxyProto, c.RemoteAddr(), c.LocalAddr())
-		if err == nil {
-			_, err = b.Write(h)
-		}
+		err := writeProxyHeader(bfd, l.proxyProto, remote, localAddr(fd))
 		if err != nil {
 			p.fail.Add(1)
 			log().WithError(err).Warn("cannot send the PROXY protocol header; closing client")
-			c.Close()
-			b.Close()
+			unix.Close(fd)
+			unix.Close(bfd)
 			release()
 			return
 		}
 	}
-	setKeepAlive(c, p.KeepAlive)
-	setKeepAlive(b, p.KeepAlive)
-	var pair *connPair
-	if p.sweeper != nil {
-		pair = p.sweeper.add(c, b)
-	}
+	tuneSocket(fd, p.KeepAlive, defaultClientKeepAlive)
+	tuneSocket(bfd, p.KeepAlive, 0)
 	if p.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 		log().Debug("connected")
 	}
-	startPipe(c, b, func(up, down int64, err error) {
-		if pair != nil {
-			p.sweeper.remove(pair)
-		}
+	lp := p.loops[p.next.Add(1)%uint32(len(p.loops))]
+	err = lp.add(fd, bfd, func(up, down int64, err error) {
 		p.up.Add(up)
 		p.down.Add(down)
 		if err != nil && p.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
@@ -287,6 +374,11 @@ func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
 		}
 		release()
 	})
+	if err != nil { // stopping: the drain is over
+		unix.Close(fd)
+		unix.Close(bfd)
+		release()
+	}
 }
 
 // dial reaches the target in the current backend namespace, holding the
@@ -294,12 +386,15 @@ func (p *Proxy) handle(l listener, c net.Conn, errc chan<- error) {
 // (up to ContainerTimeout), then retries refused connections with a short
 // backoff (up to ConnectTimeout). A client that arrives during a cold start
 // therefore never sees a reset.
-func (p *Proxy) dial(t ns.Target, log func() *logrus.Entry) (net.Conn, error) {
+//
+// try connects one socket made with s; dial calls it until it succeeds or
+// fails for good.
+func (p *Proxy) dial(t ns.Target, log func() *logrus.Entry, try func(context.Context, ns.Sockets) error) error {
 	gctx, cancel := context.WithTimeout(context.Background(), p.ContainerTimeout)
-	g, err := p.Source.get(gctx)
+	g, err := p.Backend.Get(gctx)
 	cancel()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.ConnectTimeout)
 	defer cancel()
@@ -308,19 +403,19 @@ func (p *Proxy) dial(t ns.Target, log func() *logrus.Entry) (net.Conn, error) {
 	for attempt := 1; ; attempt++ {
 		p.lastDesc.Store(g.desc)
 		wasReady := isClosed(g.ready)
-		c, err := ns.Dial(ctx, g.sockets, t)
+		err := try(ctx, g.sockets)
 		if err == nil {
 			if g.markReady() {
 				repeatLog.log("ready", log().WithFields(logrus.Fields{"target": t.String(), "backend": g.desc, "attempts": attempt,
 					"after_ms": time.Since(g.since).Milliseconds()}), logrus.InfoLevel, "backend ready")
 			}
-			return c, nil
+			return nil
 		}
 		last = err
 		if ctx.Err() != nil || !retryable(err) {
 			break
 		}
-		p.Source.failed(g)
+		p.Backend.Failed(g)
 		readyC := g.ready
 		if wasReady {
 			readyC = nil // already ready once: a refusal now is a restart, back off
@@ -340,7 +435,7 @@ func (p *Proxy) dial(t ns.Target, log func() *logrus.Entry) (net.Conn, error) {
 		}
 		timer.Stop()
 		delay = min(2*delay, retryMax)
-		next, err := p.Source.get(ctx)
+		next, err := p.Backend.Get(ctx)
 		if err != nil {
 			// the container went away while this client waited: name the
 			// one it was waiting for
@@ -349,7 +444,7 @@ func (p *Proxy) dial(t ns.Target, log func() *logrus.Entry) (net.Conn, error) {
 		}
 		g = next
 	}
-	return nil, fmt.Errorf("backend %s in %s not reachable within %s: %w", t, g.desc, p.ConnectTimeout, last)
+	return fmt.Errorf("backend %s in %s not reachable within %s: %w", t, g.desc, p.ConnectTimeout, last)
 }
 
 func isClosed(c chan struct{}) bool {

@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"errors"
@@ -74,7 +74,7 @@ func drainFD(fd int) int {
 // dupListeners duplicates the descriptors of ls, so that they can be drained
 // after the listeners themselves are closed (which is what ends the accept
 // loops). Listeners whose descriptor cannot be had are skipped.
-func dupListeners(ls []listener) []int {
+func dupListeners(ls []Listener) []int {
 	var fds []int
 	for _, l := range ls {
 		var c any = l.ln

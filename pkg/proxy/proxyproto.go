@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"encoding/binary"
@@ -68,16 +68,16 @@ func tcpAddrPort(a net.Addr) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 }
 
-// proxyProtoFlags collects --proxy-protocol [NAME=]v1|v2.
-type proxyProtoFlags struct {
+// ProxyProtocols collects --proxy-protocol [NAME=]v1|v2.
+type ProxyProtocols struct {
 	all   int
 	named map[string]int
 }
 
-func (f *proxyProtoFlags) String() string { return "" }
-func (f *proxyProtoFlags) Type() string   { return "[NAME=]v1|v2" }
+func (f *ProxyProtocols) String() string { return "" }
+func (f *ProxyProtocols) Type() string   { return "[NAME=]v1|v2" }
 
-func (f *proxyProtoFlags) Set(v string) error {
+func (f *ProxyProtocols) Set(v string) error {
 	name, ver, named := strings.Cut(v, "=")
 	if !named {
 		ver, name = v, ""
@@ -105,8 +105,8 @@ func (f *proxyProtoFlags) Set(v string) error {
 	return nil
 }
 
-// version is the PROXY protocol version for the socket named name (0: none).
-func (f *proxyProtoFlags) version(name string) int {
+// Version is the PROXY protocol Version for the socket named name (0: none).
+func (f *ProxyProtocols) Version(name string) int {
 	if n, ok := f.named[name]; ok {
 		return n
 	}

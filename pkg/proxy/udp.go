@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/sirupsen/logrus"
 )
 
@@ -42,7 +43,7 @@ func (f *udpFlow) touch() { f.last.Store(time.Now().UnixNano()) }
 func (f *udpFlow) idleFor() time.Duration { return time.Since(time.Unix(0, f.last.Load())) }
 
 // relayUDP reads datagrams from l until it is closed.
-func (p *Proxy) relayUDP(ctx context.Context, l listener, errc chan<- error) {
+func (p *Proxy) relayUDP(ctx context.Context, l Listener, errc chan<- error) {
 	var mu sync.Mutex
 	flows := make(map[string]*udpFlow)
 	buf := make([]byte, maxDatagram)
@@ -103,9 +104,13 @@ func (p *Proxy) relayUDP(ctx context.Context, l listener, errc chan<- error) {
 // backend refuses. During a cold start a refusal before the first reply
 // means the server is not bound yet: the queued datagrams are sent again
 // with the same short backoff as a TCP dial, up to ConnectTimeout.
-func (p *Proxy) runFlow(l listener, f *udpFlow, mu *sync.Mutex) {
+func (p *Proxy) runFlow(l Listener, f *udpFlow, mu *sync.Mutex) {
 	log := p.Log.WithField("conn", f.client.String())
-	c, err := p.dial(l.target, func() *logrus.Entry { return log })
+	var c net.Conn
+	err := p.dial(l.target, func() *logrus.Entry { return log }, func(ctx context.Context, s ns.Sockets) (err error) {
+		c, err = ns.Dial(ctx, s, l.target)
+		return err
+	})
 	if err != nil {
 		p.fail.Add(1)
 		log.WithError(err).Warn("backend unreachable; dropping the client's datagrams")

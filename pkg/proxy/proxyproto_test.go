@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"bytes"
@@ -42,14 +42,14 @@ func TestProxyHeader(t *testing.T) {
 }
 
 func TestProxyProtoFlags(t *testing.T) {
-	var f proxyProtoFlags
+	var f ProxyProtocols
 	for _, v := range []string{"v1", "web=v2"} {
 		if err := f.Set(v); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if f.version("web") != 2 || f.version("db") != 1 {
-		t.Errorf("versions = web %d, db %d; want 2, 1", f.version("web"), f.version("db"))
+	if f.Version("web") != 2 || f.Version("db") != 1 {
+		t.Errorf("versions = web %d, db %d; want 2, 1", f.Version("web"), f.Version("db"))
 	}
 	for _, bad := range []struct{ in, want string }{
 		{"v3", `PROXY protocol "v3": want v1 or v2, or NAME=v1|v2`},

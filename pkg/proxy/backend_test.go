@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"bufio"
@@ -109,11 +109,11 @@ func (f *fakeContainer) record(t *testing.T, id, name string) *hook.Record {
 	return r
 }
 
-func greet(t *testing.T, s source, port int) (string, error) {
+func greet(t *testing.T, s Backend, port int) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	g, err := s.get(ctx)
+	g, err := s.Get(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -142,14 +142,14 @@ func openTestStateDir(t *testing.T) *hook.StateDir {
 func TestContainerSourceFollowsRestart(t *testing.T) {
 	a := startFakeContainer(t, "first")
 	dir := openTestStateDir(t)
-	src, err := newContainerSource("web", 0, dir, time.Second, false, testLog(t))
+	src, err := NewContainer(ContainerConfig{Name: "web", Dir: dir, Timeout: time.Second, Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.close()
+	defer src.Close()
 	// No record yet: a client waits, then gives up with errNoContainer.
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	_, err = src.get(ctx)
+	_, err = src.Get(ctx)
 	cancel()
 	if err == nil || !strings.Contains(err.Error(), `container did not appear: no live record of container "web"`) {
 		t.Fatalf("get without a record = %v", err)
@@ -201,14 +201,14 @@ func TestContainerSourceRefusals(t *testing.T) {
 			if err := dir.Write(r); err != nil {
 				t.Fatal(err)
 			}
-			src, err := newContainerSource("web", 0, dir, time.Second, false, testLog(t))
+			src, err := NewContainer(ContainerConfig{Name: "web", Dir: dir, Timeout: time.Second, Log: testLog(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer src.close()
+			defer src.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
-			if g, err := src.get(ctx); err == nil {
+			if g, err := src.Get(ctx); err == nil {
 				t.Fatalf("entered %s despite: %s", g.desc, tt.name)
 			}
 		})

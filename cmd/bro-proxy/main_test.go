@@ -1,0 +1,31 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--container", "pg", "--exit-idle-time", "1h 2min", "-c", "10", "127.0.0.1:5432"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.container != "pg" || o.exitIdle != time.Hour+2*time.Minute || o.udpIdle != time.Minute || o.connectionsMax != 10 || o.target != "127.0.0.1:5432" {
+		t.Errorf("parseFlags = %+v", o)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "no target: give TARGET or --target"},
+		{[]string{"--pid", "1", "--netns", "/x", "1.1.1.1:1"}, "give at most one of --container, --pid and --netns"},
+		{[]string{"--connections-max", "0", "127.0.0.1:1"}, "--connections-max 0: want at least 1"},
+		{[]string{"a", "b"}, "want at most one TARGET, got 2 arguments"},
+		{[]string{"--exit-idle-time", "5fortnights", "127.0.0.1:1"}, `invalid argument "5fortnights" for "--exit-idle-time" flag: time span "5fortnights": unknown unit "fortnights" (want ns, us, ms, s, min, h, d, w) (see bro-proxy --help)`},
+		{[]string{"-exit-idle-time", "5s", "127.0.0.1:1"}, `unknown shorthand flag: 'e' in -exit-idle-time (see bro-proxy --help)`},
+	} {
+		if _, err := parseFlags(tc.args); err == nil || err.Error() != tc.want {
+			t.Errorf("parseFlags(%q) = %v; want %s", tc.args, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,462 @@
+package proxy
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The relay: one epoll loop per CPU moves the bytes of every established
+// connection, in both directions, with splice(2) through pipes borrowed from
+// the loop's pool (pipe_linux.go).
+//
+// Why a loop of our own and not the runtime's poller: with the runtime, every
+// direction of every connection waits in a goroutine (RawConn.Read, or
+// ReadFrom's splice), so an idle connection parks two goroutine stacks, and
+// Go's splice keeps a pipe pair per direction for the connection's life. A
+// connection handed to a loop is two descriptors in its epoll set and one
+// small struct: nothing else while it is idle. The descriptors are
+// registered edge-triggered for input, output and peer shutdown once and
+// never modified: the loop remembers what each side can do (readable,
+// writable) and clears it only on EAGAIN, so there is no epoll_ctl per
+// transfer. A direction reads only while its pipe has room and writes only
+// while the other side takes bytes: a slow reader stops the reads from the
+// fast writer (backpressure) with at most one pipe of bytes in flight.
+//
+// Dialling (the cold-start hold, retries, PROXY protocol header) still
+// happens in a goroutine per client; that goroutine ends when it hands the
+// two sockets to a loop.
+
+// side indexes a connection's two sockets.
+const (
+	client  = 0
+	backend = 1
+)
+
+type conn struct {
+	fd   [2]int  // client, backend
+	rd   [2]bool // the side may have bytes to read
+	wr   [2]bool // the side may take bytes
+	dir  [2]flow // dir[client]: client to backend (up); dir[backend]: backend to client (down)
+	last int64   // nanotime of the last byte either way (--idle-timeout)
+	slot int32
+	dead bool
+	done func(up, down int64, err error)
+}
+
+// flow is one direction: bytes read from one side, written to the other.
+type flow struct {
+	p       *pipe  // nil unless bytes are in flight through a pipe
+	pending []byte // bytes in flight without a pipe (no pipe could be had)
+	eof     bool   // the source side sent FIN
+	shut    bool   // the destination's write side is shut: this direction is over
+	copying bool   // splice does not apply (EINVAL): read and write instead
+	n       int64
+}
+
+func (f *flow) inFlight() int {
+	if f.p != nil {
+		return f.p.n
+	}
+	return len(f.pending)
+}
+
+type loop struct {
+	epfd  int
+	wakeR int // eventfd: commands are queued
+	pool  pipePool
+	buf   []byte // the copy buffer, for flows without a pipe
+	idle  time.Duration
+
+	mu    sync.Mutex
+	conns []*conn
+	free  []int32
+	cmds  []func()
+	open  int
+	quit  bool
+}
+
+// wakeSlot tags the eventfd in the epoll set.
+const wakeSlot = -1
+
+func newLoop(idle time.Duration) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeSlot}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, err
+	}
+	return &loop{epfd: epfd, wakeR: efd, idle: idle}, nil
+}
+
+// add hands the connected pair to the loop, which owns them from now on and
+// calls done once when the connection has ended either way.
+func (l *loop) add(cfd, bfd int, done func(up, down int64, err error)) error {
+	c := &conn{fd: [2]int{cfd, bfd}, rd: [2]bool{true, true}, wr: [2]bool{true, true}, done: done, last: nanotime()}
+	l.mu.Lock()
+	if l.quit {
+		l.mu.Unlock()
+		return errLoopStopped
+	}
+	if n := len(l.free); n > 0 {
+		c.slot = l.free[n-1]
+		l.free = l.free[:n-1]
+		l.conns[c.slot] = c
+	} else {
+		c.slot = int32(len(l.conns))
+		l.conns = append(l.conns, c)
+	}
+	l.open++
+	l.mu.Unlock()
+	for side, fd := range c.fd {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.slot, Pad: int32(side)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			// not in the loop yet as far as events go: end it from the
+			// loop, which owns it now
+			l.do(func() { l.end(c, err) })
+			return nil
+		}
+	}
+	return nil
+}
+
+var errLoopStopped = errors.New("relay stopped")
+
+// do queues f to run in the loop.
+func (l *loop) do(f func()) {
+	l.mu.Lock()
+	l.cmds = append(l.cmds, f)
+	l.mu.Unlock()
+	var one = [8]byte{1}
+	unix.Write(l.wakeR, one[:])
+}
+
+// closeAll ends every open connection (the drain timeout).
+func (l *loop) closeAll() {
+	l.do(func() {
+		l.mu.Lock()
+		cs := append([]*conn(nil), l.conns...)
+		l.mu.Unlock()
+		for _, c := range cs {
+			if c != nil && !c.dead {
+				l.end(c, errDrainTimeout)
+			}
+		}
+	})
+}
+
+var errDrainTimeout = errors.New("drain timeout")
+
+// stop ends the loop; connections still open are closed.
+func (l *loop) stop() {
+	l.closeAll()
+	l.do(func() {
+		l.mu.Lock()
+		l.quit = true
+		l.mu.Unlock()
+	})
+}
+
+func nanotime() int64 { return time.Now().UnixNano() }
+
+// run is the loop. It returns after stop, with every descriptor it owned
+// closed.
+func (l *loop) run() {
+	events := make([]unix.EpollEvent, 128)
+	batch := make([]*conn, 0, 128)
+	var sweepEvery time.Duration
+	if l.idle > 0 {
+		sweepEvery = min(max(l.idle/4, 10*time.Millisecond), 5*time.Second)
+	}
+	nextSweep := time.Now().Add(sweepEvery)
+	quietSince := time.Now()
+	for {
+		timeout := -1
+		if sweepEvery > 0 {
+			timeout = int(max(time.Until(nextSweep), time.Millisecond) / time.Millisecond)
+		}
+		if len(l.pool.idle) > 0 && (timeout < 0 || timeout > pipeTrimAfterMs) {
+			timeout = pipeTrimAfterMs
+		}
+		n, err := unix.EpollWait(l.epfd, events, timeout)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			panic("relay: epoll_wait: " + err.Error()) // EBADF/EINVAL: a bug
+		}
+		batch = batch[:0]
+		l.mu.Lock()
+		for i := 0; i < n; i++ {
+			if events[i].Fd == wakeSlot {
+				batch = append(batch, nil)
+				continue
+			}
+			batch = append(batch, l.conns[events[i].Fd])
+		}
+		l.mu.Unlock()
+		for i, c := range batch {
+			ev := events[i]
+			if c == nil {
+				l.commands()
+				continue
+			}
+			if c.dead {
+				continue
+			}
+			side := ev.Pad
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				c.rd[side] = true
+			}
+			if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				c.wr[side] = true
+			}
+			l.pump(c)
+		}
+		if n > 0 {
+			quietSince = time.Now()
+		} else if len(l.pool.idle) > 0 && time.Since(quietSince) >= pipeTrimAfterMs*time.Millisecond {
+			l.pool.trim()
+		}
+		if sweepEvery > 0 && !time.Now().Before(nextSweep) {
+			l.sweep()
+			nextSweep = time.Now().Add(sweepEvery)
+		}
+		l.mu.Lock()
+		quit := l.quit
+		l.mu.Unlock()
+		if quit {
+			l.pool.trim()
+			unix.Close(l.epfd)
+			unix.Close(l.wakeR)
+			return
+		}
+	}
+}
+
+// pipeTrimAfterMs: idle pipes are closed after the loop was quiet this long.
+const pipeTrimAfterMs = 1000
+
+func (l *loop) commands() {
+	var b [8]byte
+	unix.Read(l.wakeR, b[:])
+	l.mu.Lock()
+	cmds := l.cmds
+	l.cmds = nil
+	l.mu.Unlock()
+	for _, f := range cmds {
+		f()
+	}
+}
+
+// sweep closes the connections silent both ways for the idle timeout.
+func (l *loop) sweep() {
+	cutoff := nanotime() - int64(l.idle)
+	l.mu.Lock()
+	var idle []*conn
+	for _, c := range l.conns {
+		if c != nil && !c.dead && c.last <= cutoff {
+			idle = append(idle, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range idle {
+		l.end(c, nil)
+	}
+}
+
+// pump moves bytes both ways until neither direction can go on.
+func (l *loop) pump(c *conn) {
+	for progress := true; progress; {
+		progress = false
+		for src := range 2 {
+			p, err := l.move(c, src)
+			if err != nil {
+				l.end(c, err)
+				return
+			}
+			progress = progress || p
+		}
+	}
+	if c.dir[client].shut && c.dir[backend].shut {
+		l.end(c, nil)
+	}
+}
+
+// move advances the direction from side src: it flushes what is in flight
+// to the other side, reads more while there is room, and shuts the other
+// side's write half once the source has ended and nothing is left in flight.
+func (l *loop) move(c *conn, src int) (bool, error) {
+	f := &c.dir[src]
+	if f.shut {
+		return false, nil
+	}
+	dst := 1 - src
+	progress := false
+	// 1. flush
+	if f.inFlight() > 0 && c.wr[dst] {
+		n, err := l.flush(f, c.fd[dst])
+		if n > 0 {
+			progress = true
+			f.n += int64(n)
+			c.last = nanotime()
+		}
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			c.wr[dst] = false
+		case err != nil:
+			return false, err
+		}
+		if f.p != nil && f.p.n == 0 {
+			l.pool.put(f.p)
+			f.p = nil
+		}
+	}
+	// 2. read while there is room
+	if !f.eof && c.rd[src] && (f.inFlight() == 0 || (f.p != nil && f.p.n < f.p.size)) {
+		n, err := l.fill(f, c.fd[src])
+		switch {
+		case n > 0:
+			progress = true
+			c.last = nanotime()
+		case err == nil:
+			f.eof = true
+			progress = true
+		case errors.Is(err, unix.EAGAIN):
+			// with bytes in the pipe, EAGAIN may mean the pipe is full:
+			// the source is known to be drained only when it was empty
+			if f.inFlight() == 0 {
+				c.rd[src] = false
+			}
+		default:
+			return false, err
+		}
+		if f.p != nil && f.p.n == 0 {
+			l.pool.put(f.p)
+			f.p = nil
+		}
+	}
+	// 3. the source ended and everything was delivered: pass on the FIN
+	if f.eof && f.inFlight() == 0 {
+		f.shut = true
+		progress = true
+		if err := unix.Shutdown(c.fd[dst], unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
+			return false, err
+		}
+	}
+	return progress, nil
+}
+
+// fill reads from fd into the direction's pipe (taking one from the pool
+// first), or, without a pipe, into the loop's buffer and on to... nowhere
+// yet: the bytes wait in pending. n == 0 with a nil error is EOF.
+func (l *loop) fill(f *flow, fd int) (int, error) {
+	if !f.copying && f.p == nil {
+		f.p = l.pool.get()
+	}
+	if f.p != nil {
+		for {
+			n, err := unix.Splice(fd, nil, f.p.w, nil, f.p.size-f.p.n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if errors.Is(err, unix.EINVAL) && f.p.n == 0 {
+				// not a socket splice can read: copy from now on
+				f.copying = true
+				l.pool.put(f.p)
+				f.p = nil
+				break
+			}
+			if n > 0 {
+				f.p.n += int(n)
+			}
+			return int(n), err
+		}
+	}
+	// no pipe: read into the loop's buffer; what cannot be written at
+	// once is kept (a copy, freed once written)
+	if l.buf == nil {
+		l.buf = make([]byte, copyBufSize)
+	}
+	for {
+		n, err := unix.Read(fd, l.buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if n <= 0 {
+			return 0, err
+		}
+		f.pending = append(f.pending[:0:0], l.buf[:n]...)
+		return n, nil
+	}
+}
+
+// copyBufSize is the loop's buffer for flows without a pipe.
+const copyBufSize = 64 << 10
+
+// flush writes what is in flight to fd.
+func (l *loop) flush(f *flow, fd int) (int, error) {
+	for {
+		if f.p != nil {
+			n, err := unix.Splice(f.p.r, nil, fd, nil, f.p.n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if n > 0 {
+				f.p.n -= int(n)
+			}
+			return int(n), err
+		}
+		n, err := unix.SendmsgN(fd, f.pending, nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if n > 0 {
+			if n == len(f.pending) {
+				f.pending = nil
+			} else {
+				f.pending = f.pending[n:]
+			}
+		}
+		return n, err
+	}
+}
+
+// end closes both sockets of c and reports it. A reset on one side is passed
+// on as a reset of the other (SO_LINGER 0), so that neither peer mistakes an
+// aborted connection for a complete one.
+func (l *loop) end(c *conn, err error) {
+	if c.dead {
+		return
+	}
+	c.dead = true
+	if err != nil && !errors.Is(err, errDrainTimeout) {
+		for _, fd := range c.fd {
+			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		}
+	}
+	for i := range c.dir {
+		if p := c.dir[i].p; p != nil {
+			l.pool.put(p) // closed, unless empty
+			c.dir[i].p = nil
+		}
+		c.dir[i].pending = nil
+	}
+	// closing drops them from the epoll set: they are the only references
+	unix.Close(c.fd[client])
+	unix.Close(c.fd[backend])
+	l.mu.Lock()
+	l.conns[c.slot] = nil
+	l.free = append(l.free, c.slot)
+	l.open--
+	l.mu.Unlock()
+	c.done(c.dir[client].n, c.dir[backend].n, err)
+}

@@ -219,7 +219,10 @@ fast_enough() {
   done
   fast_enough "${times[@]}"
   starts=$(container_starts "$p.service")
-  (( starts >= 8 && starts <= 12 )) || fail "want one container start per client (8), got $starts"
+  # about one start per client: a client that arrives while a start is under
+  # way is closed by it, so 8 clients may take 7. More than 5 proves the
+  # container's own start limit (5 in 10 s) does not stop them.
+  (( starts >= 6 && starts <= 12 )) || fail "want about one container start per client (6-12 for 8), got $starts"
   sleep 3
   [[ $(container_starts "$p.service") == "$starts" ]] || fail "the container keeps being started without clients"
   never_failed "$p.socket"

@@ -117,7 +117,7 @@ func TestDrainFDDatagramAndOthers(t *testing.T) {
 // otherwise start it again at once for them.
 func TestServeClosesQueuedClientsOnError(t *testing.T) {
 	dir := openTestStateDir(t)
-	src, err := NewContainer(ContainerConfig{Name: "never", Dir: dir, Timeout: 200*time.Millisecond, Log: testLog(t)})
+	src, err := NewContainer(ContainerConfig{Name: "never", Dir: dir, Timeout: 200 * time.Millisecond, Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

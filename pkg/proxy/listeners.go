@@ -21,8 +21,8 @@ type Targets struct {
 func (t *Targets) String() string { return "" }
 
 // Empty reports that no --target was given.
-func (t *Targets) Empty() bool { return len(t.named) == 0 && len(t.positional) == 0 }
-func (t *Targets) Type() string   { return "[NAME=]HOST:PORT" }
+func (t *Targets) Empty() bool  { return len(t.named) == 0 && len(t.positional) == 0 }
+func (t *Targets) Type() string { return "[NAME=]HOST:PORT" }
 
 func (t *Targets) Set(v string) error {
 	if v == "" {

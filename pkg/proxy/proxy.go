@@ -41,6 +41,7 @@ type Proxy struct {
 	active, total, fail, refused atomic.Int64
 	up, down                     atomic.Int64
 
+	noPipes   bool // tests: the relay's copy fallback only
 	loops     []*loop
 	loopsDone chan struct{}
 	next      atomic.Uint32
@@ -160,6 +161,7 @@ func (p *Proxy) startLoops() error {
 			p.stopLoops()
 			return fmt.Errorf("start the relay: %w", err)
 		}
+		l.pool.off = p.noPipes
 		p.loops = append(p.loops, l)
 		go func() { l.run(); p.loopsDone <- struct{}{} }()
 	}
@@ -360,8 +362,12 @@ func (p *Proxy) handle(l Listener, fd int, sa unix.Sockaddr, errc chan<- error) 
 			return
 		}
 	}
-	tuneSocket(fd, p.KeepAlive, defaultClientKeepAlive)
-	tuneSocket(bfd, p.KeepAlive, 0)
+	if isTCP(sa) {
+		tuneSocket(fd, p.KeepAlive, defaultClientKeepAlive)
+	}
+	if l.target.Network == "tcp" {
+		tuneSocket(bfd, p.KeepAlive, 0)
+	}
 	if p.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 		log().Debug("connected")
 	}

@@ -21,11 +21,8 @@ const defaultClientKeepAlive = 15 * time.Second
 // Nagle's algorithm would only delay small replies) and keepalive probes
 // after idle (or def when idle is 0; none when both are 0), every idle,
 // three times with an explicit idle and Linux's default count otherwise.
-// Not TCP (a unix socket): nothing to do.
+// Only for TCP sockets.
 func tuneSocket(fd int, idle, def time.Duration) {
-	if d, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || (d != unix.AF_INET && d != unix.AF_INET6) {
-		return
-	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	secs := int(idle / time.Second)
 	if idle == 0 {
@@ -61,6 +58,15 @@ func sockaddrAddr(sa unix.Sockaddr) net.Addr {
 		return &net.UnixAddr{Name: a.Name, Net: "unix"}
 	}
 	return &net.UnixAddr{Name: "@", Net: "unix"} // an unnamed unix socket
+}
+
+// isTCP: sa is an IPv4 or IPv6 address (of a stream socket: TCP).
+func isTCP(sa unix.Sockaddr) bool {
+	switch sa.(type) {
+	case *unix.SockaddrInet4, *unix.SockaddrInet6:
+		return true
+	}
+	return false
 }
 
 // localAddr is the address the client connected to.

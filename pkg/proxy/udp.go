@@ -13,6 +13,7 @@ import (
 
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // UDP has no connections, so bro-proxy keeps one flow per client address: a
@@ -42,11 +43,16 @@ func (f *udpFlow) touch() { f.last.Store(time.Now().UnixNano()) }
 
 func (f *udpFlow) idleFor() time.Duration { return time.Since(time.Unix(0, f.last.Load())) }
 
+// udpFlows is one UDP listener's flows, by client address.
+type udpFlows struct {
+	mu sync.Mutex
+	m  map[string]*udpFlow
+}
+
 // relayUDP reads datagrams from l until it is closed.
 func (p *Proxy) relayUDP(ctx context.Context, l Listener, errc chan<- error) {
-	var mu sync.Mutex
-	flows := make(map[string]*udpFlow)
-	buf := make([]byte, maxDatagram)
+	flows := &udpFlows{m: make(map[string]*udpFlow)}
+	buf := make([]byte, maxDatagram) // one per listener: flows read with pooled buffers
 	for {
 		n, addr, err := l.pc.ReadFrom(buf)
 		if err != nil {
@@ -59,52 +65,87 @@ func (p *Proxy) relayUDP(ctx context.Context, l Listener, errc chan<- error) {
 			errc <- fmt.Errorf("read on %s: %w", l.name, err)
 			return
 		}
-		key := addr.String()
-		mu.Lock()
-		f := flows[key]
+		if ctx.Err() != nil {
+			return // stopping: no new flows, the drain has begun
+		}
+		p.dispatch(l, flows, addr, buf[:n])
+	}
+}
+
+// dispatch sends datagram d from client addr on its flow, starting one if
+// there is none. A flow that ended just now (idle, refused) has left the
+// map before its socket closed, so a datagram that found it closed anyway
+// starts a new flow instead of being dropped.
+func (p *Proxy) dispatch(l Listener, flows *udpFlows, addr net.Addr, d []byte) {
+	key := addr.String()
+	for range 2 {
+		flows.mu.Lock()
+		f := flows.m[key]
 		switch {
-		case f == nil && len(flows) >= p.udpFlowsMax():
-			mu.Unlock()
+		case f == nil && len(flows.m) >= p.udpFlowsMax():
+			flows.mu.Unlock()
 			p.refused.Add(1)
 			p.Log.WithField("conn", key).Debug("UDP flow limit reached; datagram dropped")
-			continue
+			return
 		case f == nil:
-			// copied: buf is reused for the next datagram
-			f = &udpFlow{client: addr, queue: [][]byte{append([]byte(nil), buf[:n]...)}}
+			// copied: the listener's buffer is reused for the next datagram
+			f = &udpFlow{client: addr, queue: [][]byte{append([]byte(nil), d...)}}
 			f.touch()
-			flows[key] = f
-			mu.Unlock()
+			flows.m[key] = f
+			flows.mu.Unlock()
 			p.connStart()
 			go func() {
 				defer p.connEnd()
-				p.runFlow(l, f, &mu)
-				mu.Lock()
-				delete(flows, key)
-				mu.Unlock()
+				p.runFlow(l, f, flows, key)
 			}()
-			continue
+			return
 		case f.conn == nil:
 			if len(f.queue) < maxQueued {
-				f.queue = append(f.queue, append([]byte(nil), buf[:n]...))
+				f.queue = append(f.queue, append([]byte(nil), d...))
 			}
-			mu.Unlock()
-			continue
+			flows.mu.Unlock()
+			return
 		}
 		c := f.conn
-		mu.Unlock()
+		flows.mu.Unlock()
 		f.touch()
-		if _, err := c.Write(buf[:n]); err == nil { // a flow's datagram: no copy
-			p.up.Add(int64(n))
+		_, err := c.Write(d) // a flow's datagram: no copy
+		if err == nil {
+			p.up.Add(int64(len(d)))
+			return
 		}
+		if !errors.Is(err, net.ErrClosed) {
+			p.Log.WithField("conn", key).WithError(err).Debug("UDP datagram not sent to the backend")
+			return
+		}
+		// the flow closed between the lookup and the write: once more,
+		// into a new flow
 	}
 }
+
+// udpBufs lends a datagram buffer to a flow only while it reads one: a flow
+// waiting for replies holds none (64 KiB per flow would be 64 MiB at the
+// default --udp-flows-max).
+var udpBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
 
 // runFlow dials the backend (waiting for the container like a TCP client),
 // sends what queued up, and relays replies until the flow is idle or the
 // backend refuses. During a cold start a refusal before the first reply
 // means the server is not bound yet: the queued datagrams are sent again
-// with the same short backoff as a TCP dial, up to ConnectTimeout.
-func (p *Proxy) runFlow(l Listener, f *udpFlow, mu *sync.Mutex) {
+// with the same short backoff as a TCP dial, up to ConnectTimeout. The flow
+// leaves flows before its socket closes.
+func (p *Proxy) runFlow(l Listener, f *udpFlow, flows *udpFlows, key string) {
+	var uc *net.UDPConn
+	defer func() {
+		flows.mu.Lock()
+		if flows.m[key] == f {
+			delete(flows.m, key)
+		}
+		flows.mu.Unlock()
+		if uc != nil {
+			uc.Close()
+		}
+	}()
 	log := p.Log.WithField("conn", f.client.String())
 	var c net.Conn
 	err := p.dial(l.target, func() *logrus.Entry { return log }, func(ctx context.Context, s ns.Sockets) (err error) {
@@ -116,18 +157,22 @@ func (p *Proxy) runFlow(l Listener, f *udpFlow, mu *sync.Mutex) {
 		log.WithError(err).Warn("backend unreachable; dropping the client's datagrams")
 		return
 	}
-	uc, ok := c.(*net.UDPConn)
-	if !ok {
+	var ok bool
+	if uc, ok = c.(*net.UDPConn); !ok {
 		c.Close()
 		log.Errorf("backend connection is %T, not UDP", c)
 		return
 	}
-	defer uc.Close()
-	mu.Lock()
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		log.WithError(err).Error("UDP flow")
+		return
+	}
+	flows.mu.Lock()
 	f.conn = uc
 	first := f.queue
 	f.queue = nil
-	mu.Unlock()
+	flows.mu.Unlock()
 	send := func(dgrams [][]byte) {
 		for _, d := range dgrams {
 			if _, err := uc.Write(d); err == nil {
@@ -136,7 +181,32 @@ func (p *Proxy) runFlow(l Listener, f *udpFlow, mu *sync.Mutex) {
 		}
 	}
 	send(first)
-	buf := make([]byte, maxDatagram)
+	// reply reads one datagram into a pooled buffer and passes it on to
+	// the client, waiting in the poller (with the read deadline) and
+	// holding no buffer meanwhile.
+	reply := func() error {
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			b := udpBufs.Get().(*[]byte)
+			defer udpBufs.Put(b)
+			n, err := unix.Read(int(fd), *b)
+			if errors.Is(err, unix.EAGAIN) {
+				return false
+			}
+			if err != nil {
+				rerr = err
+				return true
+			}
+			if _, err := l.pc.WriteTo((*b)[:n], f.client); err == nil {
+				p.down.Add(int64(n))
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		return rerr
+	}
 	replied := false
 	deadline := time.Now().Add(p.ConnectTimeout)
 	delay := retryMin
@@ -148,14 +218,11 @@ func (p *Proxy) runFlow(l Listener, f *udpFlow, mu *sync.Mutex) {
 			wait = p.udpIdle() - f.idleFor()
 		}
 		uc.SetReadDeadline(time.Now().Add(wait))
-		n, err := uc.Read(buf)
+		err := reply()
 		switch {
 		case err == nil:
 			replied = true
 			f.touch()
-			if _, err := l.pc.WriteTo(buf[:n], f.client); err == nil {
-				p.down.Add(int64(n))
-			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if !replied || f.idleFor() >= p.udpIdle() {
 				log.Debug("UDP flow idle; closed")

@@ -259,6 +259,12 @@ func (p *Proxy) acceptLoop(ctx context.Context, l Listener, errc chan<- error) {
 		}
 		backoff = 0
 		p.connStart()
+		// A backend that listens already: connect here, and on to a
+		// relay loop, with no goroutine and no poller in between.
+		if bfd, ok := p.dialNow(l.target); ok {
+			p.relay(l, fd, sa, bfd)
+			continue
+		}
 		go p.handle(l, fd, sa, errc)
 	}
 }
@@ -327,9 +333,8 @@ func (p *Proxy) handle(l Listener, fd int, sa unix.Sockaddr, errc chan<- error) 
 		p.connEnd()
 		<-p.sem
 	}
-	remote := sockaddrAddr(sa)
 	// built only when a line is logged: not on every connection's path
-	log := func() *logrus.Entry { return p.Log.WithField("conn", remote.String()) }
+	log := func() *logrus.Entry { return p.Log.WithField("conn", sockaddrAddr(sa).String()) }
 	var bfd int
 	err := p.dial(l.target, log, func(ctx context.Context, s ns.Sockets) (err error) {
 		bfd, err = ns.DialFD(ctx, s, l.target)
@@ -351,8 +356,38 @@ func (p *Proxy) handle(l Listener, fd int, sa unix.Sockaddr, errc chan<- error) 
 		}
 		return
 	}
+	p.relay(l, fd, sa, bfd)
+}
+
+// dialNow connects to t at once if the current backend has accepted before
+// (it is listening) and the connect completes without waiting; otherwise
+// handle dials it, holding the client as long as it takes.
+func (p *Proxy) dialNow(t ns.Target) (int, bool) {
+	g, err := p.Backend.Get(doneCtx)
+	if err != nil || !isClosed(g.ready) {
+		return -1, false
+	}
+	return ns.DialNow(g.sockets, t)
+}
+
+// doneCtx is a context that has ended: Backend.Get with it does not wait.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// relay hands the client fd (connected from sa) and the backend bfd to a
+// relay loop, after the PROXY protocol header and the socket options; the
+// connection's slot is released when the loop ends it.
+func (p *Proxy) relay(l Listener, fd int, sa unix.Sockaddr, bfd int) {
+	release := func() {
+		p.connEnd()
+		<-p.sem
+	}
+	log := func() *logrus.Entry { return p.Log.WithField("conn", sockaddrAddr(sa).String()) }
 	if l.proxyProto != 0 {
-		err := writeProxyHeader(bfd, l.proxyProto, remote, localAddr(fd))
+		err := writeProxyHeader(bfd, l.proxyProto, sockaddrAddr(sa), localAddr(fd))
 		if err != nil {
 			p.fail.Add(1)
 			log().WithError(err).Warn("cannot send the PROXY protocol header; closing client")
@@ -372,7 +407,7 @@ func (p *Proxy) handle(l Listener, fd int, sa unix.Sockaddr, errc chan<- error) 
 		log().Debug("connected")
 	}
 	lp := p.loops[p.next.Add(1)%uint32(len(p.loops))]
-	err = lp.add(fd, bfd, func(up, down int64, err error) {
+	err := lp.add(fd, bfd, func(up, down int64, err error) {
 		p.up.Add(up)
 		p.down.Add(down)
 		if err != nil && p.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {

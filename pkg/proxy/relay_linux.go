@@ -39,6 +39,7 @@ type conn struct {
 	fd   [2]int  // client, backend
 	rd   [2]bool // the side may have bytes to read
 	wr   [2]bool // the side may take bytes
+	hup  [2]bool // the side's peer shut down or reset: read until EOF or the error
 	dir  [2]flow // dir[client]: client to backend (up); dir[backend]: backend to client (down)
 	last int64   // nanotime of the last byte either way (--idle-timeout)
 	slot int32
@@ -53,6 +54,7 @@ type flow struct {
 	eof     bool   // the source side sent FIN
 	shut    bool   // the destination's write side is shut: this direction is over
 	copying bool   // splice does not apply (EINVAL): read and write instead
+	bulk    bool   // a read filled the buffer: splice until drained
 	n       int64
 }
 
@@ -216,6 +218,9 @@ func (l *loop) run() {
 			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				c.rd[side] = true
 			}
+			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				c.hup[side] = true
+			}
 			if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				c.wr[side] = true
 			}
@@ -294,6 +299,12 @@ func (l *loop) pump(c *conn) {
 // move advances the direction from side src: it flushes what is in flight
 // to the other side, reads more while there is room, and shuts the other
 // side's write half once the source has ended and nothing is left in flight.
+//
+// Small transfers (a query, a reply) go through the loop's buffer: read,
+// write, two system calls, and a short read says the socket is drained, so
+// no third call to hear EAGAIN. A read that fills the buffer marks the
+// direction bulk: from then on it splices, through a pipe from the pool,
+// until the source is drained again.
 func (l *loop) move(c *conn, src int) (bool, error) {
 	f := &c.dir[src]
 	if f.shut {
@@ -321,8 +332,17 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 		}
 	}
 	// 2. read while there is room
-	if !f.eof && c.rd[src] && (f.inFlight() == 0 || (f.p != nil && f.p.n < f.p.size)) {
-		n, err := l.fill(f, c.fd[src])
+	if !f.eof && c.rd[src] {
+		var n int
+		var err error
+		switch {
+		case f.inFlight() == 0 && !f.bulk:
+			n, err = l.copy(c, src)
+		case f.inFlight() == 0 || (f.p != nil && f.p.n < f.p.size):
+			n, err = l.splice(f, c.fd[src])
+		default:
+			return progress, nil // full: wait for the other side
+		}
 		switch {
 		case n > 0:
 			progress = true
@@ -335,6 +355,7 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 			// the source is known to be drained only when it was empty
 			if f.inFlight() == 0 {
 				c.rd[src] = false
+				f.bulk = false
 			}
 		default:
 			return false, err
@@ -355,57 +376,98 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 	return progress, nil
 }
 
-// fill reads from fd into the direction's pipe (taking one from the pool
-// first), or, without a pipe, into the loop's buffer and on to... nowhere
-// yet: the bytes wait in pending. n == 0 with a nil error is EOF.
-func (l *loop) fill(f *flow, fd int) (int, error) {
-	if !f.copying && f.p == nil {
-		f.p = l.pool.get()
-	}
-	if f.p != nil {
-		for {
-			n, err := unix.Splice(fd, nil, f.p.w, nil, f.p.size-f.p.n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if errors.Is(err, unix.EINVAL) && f.p.n == 0 {
-				// not a socket splice can read: copy from now on
-				f.copying = true
-				l.pool.put(f.p)
-				f.p = nil
-				break
-			}
-			if n > 0 {
-				f.p.n += int(n)
-			}
-			return int(n), err
-		}
-	}
-	// no pipe: read into the loop's buffer; what cannot be written at
-	// once is kept (a copy, freed once written)
+// copy reads from side src into the loop's buffer and writes what it read
+// to the other side; what the other side does not take at once waits in
+// the direction's pending bytes (a copy, freed once written). A short read
+// means the socket's queue was empty: the side is not readable any more
+// (unless its peer has shut down: then read on until EOF).
+func (l *loop) copy(c *conn, src int) (int, error) {
+	f := &c.dir[src]
+	dst := 1 - src
 	if l.buf == nil {
 		l.buf = make([]byte, copyBufSize)
 	}
+	n, err := readFD(c.fd[src], l.buf)
+	if n <= 0 {
+		return 0, err
+	}
+	if n == len(l.buf) && !f.copying && !l.pool.off {
+		f.bulk = true
+	} else if n < len(l.buf) && !c.hup[src] {
+		c.rd[src] = false
+	}
+	m := 0
+	if c.wr[dst] {
+		m, err = sendFD(c.fd[dst], l.buf[:n])
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			c.wr[dst] = false
+			m = 0
+		case err != nil:
+			return 0, err
+		}
+	}
+	f.n += int64(m)
+	if m < n {
+		f.pending = append([]byte(nil), l.buf[m:n]...)
+	}
+	return n, nil
+}
+
+// splice reads from fd into the direction's pipe, taking one from the pool
+// first. n == 0 with a nil error is EOF. Without a pipe (none to be had, or
+// a socket splice cannot read) it copies instead.
+func (l *loop) splice(f *flow, fd int) (int, error) {
+	if f.p == nil && !f.copying {
+		f.p = l.pool.get()
+	}
+	if f.p == nil {
+		f.bulk = false // copy from now on; try the pool again later
+		return 0, unix.EAGAIN
+	}
 	for {
-		n, err := unix.Read(fd, l.buf)
+		n, err := unix.Splice(fd, nil, f.p.w, nil, f.p.size-f.p.n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		if n <= 0 {
-			return 0, err
+		if errors.Is(err, unix.EINVAL) && f.p.n == 0 {
+			f.copying, f.bulk = true, false
+			l.pool.put(f.p)
+			f.p = nil
+			return 0, unix.EAGAIN
 		}
-		f.pending = append(f.pending[:0:0], l.buf[:n]...)
-		return n, nil
+		if n > 0 {
+			f.p.n += int(n)
+		}
+		return int(n), err
 	}
 }
 
-// copyBufSize is the loop's buffer for flows without a pipe.
+func readFD(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if !errors.Is(err, unix.EINTR) {
+			return n, err
+		}
+	}
+}
+
+func sendFD(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.SendmsgN(fd, b, nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+		if !errors.Is(err, unix.EINTR) {
+			return n, err
+		}
+	}
+}
+
+// copyBufSize is the loop's buffer: a read that fills it starts splicing.
 const copyBufSize = 64 << 10
 
 // flush writes what is in flight to fd.
 func (l *loop) flush(f *flow, fd int) (int, error) {
-	for {
-		if f.p != nil {
+	if f.p != nil {
+		for {
 			n, err := unix.Splice(f.p.r, nil, fd, nil, f.p.n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -415,19 +477,16 @@ func (l *loop) flush(f *flow, fd int) (int, error) {
 			}
 			return int(n), err
 		}
-		n, err := unix.SendmsgN(fd, f.pending, nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if n > 0 {
-			if n == len(f.pending) {
-				f.pending = nil
-			} else {
-				f.pending = f.pending[n:]
-			}
-		}
-		return n, err
 	}
+	n, err := sendFD(fd, f.pending)
+	if n > 0 {
+		if n == len(f.pending) {
+			f.pending = nil
+		} else {
+			f.pending = f.pending[n:]
+		}
+	}
+	return n, err
 }
 
 // end closes both sockets of c and reports it. A reset on one side is passed

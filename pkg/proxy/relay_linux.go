@@ -304,7 +304,7 @@ func (l *loop) pump(c *conn) {
 // write, two system calls, and a short read says the socket is drained, so
 // no third call to hear EAGAIN. A read that fills the buffer marks the
 // direction bulk: from then on it splices, through a pipe from the pool,
-// until the source is drained again.
+// until a splice finds only a small amount waiting.
 func (l *loop) move(c *conn, src int) (bool, error) {
 	f := &c.dir[src]
 	if f.shut {
@@ -340,6 +340,9 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 			n, err = l.copy(c, src)
 		case f.inFlight() == 0 || (f.p != nil && f.p.n < f.p.size):
 			n, err = l.splice(f, c.fd[src])
+			if n > 0 && n < smallTransfer && f.p.n == n {
+				f.bulk = false // small again: back to read and write
+			}
 		default:
 			return progress, nil // full: wait for the other side
 		}
@@ -355,7 +358,6 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 			// the source is known to be drained only when it was empty
 			if f.inFlight() == 0 {
 				c.rd[src] = false
-				f.bulk = false
 			}
 		default:
 			return false, err
@@ -426,7 +428,7 @@ func (l *loop) splice(f *flow, fd int) (int, error) {
 		return 0, unix.EAGAIN
 	}
 	for {
-		n, err := unix.Splice(fd, nil, f.p.w, nil, f.p.size-f.p.n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+		n, err := spliceNB(fd, f.p.w, f.p.size-f.p.n)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -445,8 +447,8 @@ func (l *loop) splice(f *flow, fd int) (int, error) {
 
 func readFD(fd int, b []byte) (int, error) {
 	for {
-		n, err := unix.Read(fd, b)
-		if !errors.Is(err, unix.EINTR) {
+		n, err := readNB(fd, b)
+		if err != unix.EINTR {
 			return n, err
 		}
 	}
@@ -454,12 +456,16 @@ func readFD(fd int, b []byte) (int, error) {
 
 func sendFD(fd int, b []byte) (int, error) {
 	for {
-		n, err := unix.SendmsgN(fd, b, nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-		if !errors.Is(err, unix.EINTR) {
+		n, err := sendNB(fd, b)
+		if err != unix.EINTR {
 			return n, err
 		}
 	}
 }
+
+// smallTransfer: a splice that finds less than this in the socket turns a
+// bulk direction back to read and write.
+const smallTransfer = 16 << 10
 
 // copyBufSize is the loop's buffer: a read that fills it starts splicing.
 const copyBufSize = 64 << 10
@@ -468,7 +474,7 @@ const copyBufSize = 64 << 10
 func (l *loop) flush(f *flow, fd int) (int, error) {
 	if f.p != nil {
 		for {
-			n, err := unix.Splice(f.p.r, nil, fd, nil, f.p.n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			n, err := spliceNB(f.p.r, fd, f.p.n)
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}

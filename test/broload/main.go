@@ -1,15 +1,25 @@
-// Command broload drives and serves the end-to-end tests and benchmarks of
-// bro-proxy: it is the client and the backend, so that what a test asserts
-// (a reply after a half-close, N of N clients served) does not depend on the
-// quirks of nc or curl.
+// Command broload is the one load tool of the end-to-end tests (test/bats)
+// and the benchmarks (test/bench): the client and the backend, so that what
+// a test asserts (a reply after a half-close, N of N clients served, N
+// connections held at once) does not depend on the quirks of nc or curl, and
+// a benchmark measures every candidate with the same client. It is built
+// static (make build: CGO_ENABLED=0), so that it also runs inside a busybox
+// container as the backend of a rootless Network=none container.
 //
-//	broload serve  --listen ADDR [--after-eof]   line echo; or one reply after EOF
-//	broload halfclose ADDR [-n 20]              reply after shutdown(SHUT_WR)?
-//	broload clients ADDR [-n 1000] [--hold D]   N concurrent clients, each echoed
+//	broload serve  --listen ADDR [--after-eof|--raw] [--after-eof-listen ADDR]
+//	                                           line echo (or a byte echo, or one reply after EOF)
+//	broload halfclose ADDR [-n 20] [--json]    reply after shutdown(SHUT_WR)?
+//	broload clients ADDR [-n 1000] [--hold D]  N concurrent clients, each echoed
+//	broload hold ADDR [-n 1000] [--ready-file F]  N connections open at once, each
+//	                                           echoed twice, held until SIGTERM
 //
+// bench.go adds the benchmark loads (one JSON line each): bulk, rr, conn.
 // faults.go adds the fault modes: backend, probe, reset, slow, stream.
 //
-// Every mode is bounded in time (--timeout) and prints one summary line.
+// Every mode is bounded in time (--timeout) and prints one summary line. A
+// client needs a descriptor per connection: broload raises its soft
+// RLIMIT_NOFILE to the hard limit first, and hold refuses an -n that does
+// not fit.
 package main
 
 import (
@@ -27,9 +37,10 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: broload serve|halfclose|clients ...")
+		fmt.Fprintln(os.Stderr, "usage: broload serve|halfclose|clients|hold|bulk|rr|conn|backend|probe|reset|slow|stream ...")
 		os.Exit(2)
 	}
+	raiseNoFile()
 	var err error
 	switch os.Args[1] {
 	case "serve":
@@ -38,6 +49,14 @@ func main() {
 		err = halfclose(os.Args[2:])
 	case "clients":
 		err = clients(os.Args[2:])
+	case "hold": // hold.go
+		err = hold(os.Args[2:])
+	case "bulk": // bench.go
+		err = bulk(os.Args[2:])
+	case "rr":
+		err = reqResp(os.Args[2:])
+	case "conn":
+		err = connRate(os.Args[2:])
 	case "backend": // faults.go
 		err = backend(os.Args[2:])
 	case "probe":
@@ -61,13 +80,36 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "address")
 	afterEOF := fs.Bool("after-eof", false, "read until EOF, then reply once with the byte count")
+	raw := fs.Bool("raw", false, "echo bytes as they come, unframed (the benchmarks' backend)")
+	alsoAfterEOF := fs.String("after-eof-listen", "", "also serve --after-eof on this `ADDR`, from the same process")
 	proxyProto := fs.Bool("proxy-protocol", false, "expect a PROXY protocol v1 or v2 header and answer with the client it names")
 	fs.Parse(args)
+	h := lineEcho(*proxyProto)
+	switch {
+	case *afterEOF:
+		h = replyAfterEOF
+	case *raw:
+		h = rawEcho
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
+	errc := make(chan error, 2)
+	if *alsoAfterEOF != "" {
+		eln, err := net.Listen("tcp", *alsoAfterEOF)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "broload: serving after-eof on %s\n", eln.Addr())
+		go func() { errc <- acceptLoop(eln, replyAfterEOF) }()
+	}
 	fmt.Fprintf(os.Stderr, "broload: serving on %s\n", ln.Addr())
+	go func() { errc <- acceptLoop(ln, h) }()
+	return <-errc
+}
+
+func acceptLoop(ln net.Listener, h func(net.Conn)) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -75,27 +117,56 @@ func serve(args []string) error {
 		}
 		go func() {
 			defer c.Close()
-			if *afterEOF {
-				n, _ := io.Copy(io.Discard, c)
-				fmt.Fprintf(c, "reply after eof: %d bytes\n", n)
+			h(c)
+		}()
+	}
+}
+
+func replyAfterEOF(c net.Conn) {
+	n, _ := io.Copy(io.Discard, c)
+	fmt.Fprintf(c, "reply after eof: %d bytes\n", n)
+}
+
+// rawEcho copies through a user-space buffer rather than splicing: the same
+// cost behind every candidate a benchmark compares, and cheaper than splice
+// for 64-byte messages. The buffer starts small and grows to 128 KiB at the
+// first read that fills it, so that ten thousand held connections that each
+// echoed a line cost the backend 2 KiB each, not 128.
+func rawEcho(c net.Conn) {
+	buf := make([]byte, 2<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
 				return
 			}
-			r := bufio.NewReader(c)
-			if *proxyProto {
-				src, dst, err := readProxyHeader(r)
-				if err != nil {
-					fmt.Fprintf(c, "bad PROXY header: %v\n", err)
-					return
-				}
-				fmt.Fprintf(c, "proxied client=%s dst=%s\n", src, dst)
+			if n == len(buf) && len(buf) < 128<<10 {
+				buf = make([]byte, 128<<10)
 			}
-			sc := bufio.NewScanner(r)
-			for sc.Scan() {
-				if _, err := fmt.Fprintf(c, "echo: %s\n", sc.Text()); err != nil {
-					return
-				}
+		}
+		if err != nil {
+			return // EOF included: acceptLoop's Close sends our FIN
+		}
+	}
+}
+
+func lineEcho(proxyProto bool) func(net.Conn) {
+	return func(c net.Conn) {
+		r := bufio.NewReader(c)
+		if proxyProto {
+			src, dst, err := readProxyHeader(r)
+			if err != nil {
+				fmt.Fprintf(c, "bad PROXY header: %v\n", err)
+				return
 			}
-		}()
+			fmt.Fprintf(c, "proxied client=%s dst=%s\n", src, dst)
+		}
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if _, err := fmt.Fprintf(c, "echo: %s\n", sc.Text()); err != nil {
+				return
+			}
+		}
 	}
 }
 
@@ -105,15 +176,18 @@ func halfclose(args []string) error {
 	fs := flag.NewFlagSet("halfclose", flag.ExitOnError)
 	n := fs.Int("n", 20, "clients, one after another")
 	timeout := fs.Duration("timeout", 10*time.Second, "per client")
+	asJSON := fs.Bool("json", false, "print one JSON line, and exit 0 whatever the replies")
 	addr, err := parseWithAddr(fs, args)
 	if err != nil {
 		return err
 	}
 	ok := 0
+	start := time.Now()
+	var failed errOnce
 	for i := 0; i < *n; i++ {
 		c, err := net.DialTimeout("tcp", addr, *timeout)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "client %d: %v\n", i, err)
+			failed.add(fmt.Errorf("client %d: %w", i, err))
 			continue
 		}
 		c.SetDeadline(time.Now().Add(*timeout))
@@ -124,9 +198,14 @@ func halfclose(args []string) error {
 		if err == nil && strings.HasPrefix(string(reply), "reply after eof: 16 bytes") {
 			ok++
 		} else {
-			fmt.Fprintf(os.Stderr, "client %d: reply %q, %v\n", i, reply, err)
+			failed.add(fmt.Errorf("client %d: reply %q, %v", i, reply, err))
 		}
 	}
+	if *asJSON {
+		return printResult(result{Scenario: "halfclose", Seconds: time.Since(start).Seconds(), OK: ok, N: *n,
+			Failures: failed.n.Load(), FirstErr: failed.first()})
+	}
+	failed.each(func(err error) { fmt.Fprintln(os.Stderr, err) })
 	fmt.Printf("%d/%d replies after half-close\n", ok, *n)
 	if ok != *n {
 		return fmt.Errorf("%d replies missing", *n-ok)

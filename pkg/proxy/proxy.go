@@ -20,19 +20,23 @@ import (
 // Proxy accepts on inherited listeners and carries each connection into the
 // backend namespace. Per-connection failures are logged and never end Serve;
 // a listener failure does.
+//
+// Only Listeners is required: every other field's zero value means the
+// default written next to it (bro-proxy's own defaults), and Serve fills the
+// zero fields in before it starts. A Proxy serves once.
 type Proxy struct {
 	Listeners        []Listener
-	Backend          Backend
-	ConnectTimeout   time.Duration // retrying a backend that does not listen yet
-	ContainerTimeout time.Duration // waiting for the container's record
-	MaxConns         int
+	Backend          Backend       // nil: Own, the proxy's own network namespace
+	ConnectTimeout   time.Duration // retrying a backend that does not listen yet (0: 30s)
+	ContainerTimeout time.Duration // waiting for the container's record (0: 60s)
+	MaxConns         int           // connections at once; beyond, clients wait in the backlog (0: 4096)
 	IdleExit         time.Duration // 0: never exit for idleness
-	DrainTimeout     time.Duration // on SIGTERM, how long open connections may finish
+	DrainTimeout     time.Duration // on SIGTERM, how long open connections may finish (0: 10s)
 	UDPIdle          time.Duration // a UDP flow without traffic this long ends (0: 60s)
 	UDPFlowsMax      int           // UDP flows at once; datagrams of new clients beyond are dropped (0: 1024)
 	IdleTimeout      time.Duration // close a connection silent both ways this long (0: never)
-	KeepAlive        time.Duration // TCP keepalive idle/interval on both sides (0: Go's default on clients)
-	Log              *logrus.Entry
+	KeepAlive        time.Duration // TCP keepalive idle/interval on both sides (0: 15s on clients only)
+	Log              *logrus.Entry // nil: logrus's standard logger
 	// Status, if set, is called with a one-line summary whenever the
 	// counters changed, at most once a second (sd_notify STATUS=).
 	Status func(string)
@@ -70,6 +74,7 @@ var errIdle = errors.New("idle")
 // Serve runs until ctx ends (SIGTERM), the proxy has been idle for IdleExit,
 // or a listener fails. It returns nil for the first two.
 func (p *Proxy) Serve(ctx context.Context) error {
+	p.defaults()
 	p.sem = make(chan struct{}, p.MaxConns)
 	p.idleC = make(chan struct{}, 1)
 	p.drained = make(chan struct{})
@@ -179,6 +184,35 @@ func (p *Proxy) stopLoops() {
 		<-p.loopsDone
 	}
 	p.loops = nil
+}
+
+// The defaults of the zero fields: bro-proxy's.
+const (
+	DefaultConnectTimeout   = 30 * time.Second
+	DefaultContainerTimeout = 60 * time.Second
+	DefaultMaxConns         = 4096
+	DefaultDrainTimeout     = 10 * time.Second
+)
+
+func (p *Proxy) defaults() {
+	if p.Backend == nil {
+		p.Backend = Own()
+	}
+	if p.ConnectTimeout <= 0 {
+		p.ConnectTimeout = DefaultConnectTimeout
+	}
+	if p.ContainerTimeout <= 0 {
+		p.ContainerTimeout = DefaultContainerTimeout
+	}
+	if p.MaxConns <= 0 {
+		p.MaxConns = DefaultMaxConns
+	}
+	if p.DrainTimeout <= 0 {
+		p.DrainTimeout = DefaultDrainTimeout
+	}
+	if p.Log == nil {
+		p.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
 }
 
 // closeDrained says that no connection is open any more while exiting, once:

@@ -361,3 +361,37 @@ func TestProxyProtocolHeaderReachesBackend(t *testing.T) {
 		t.Fatal("no header")
 	}
 }
+
+// TestZeroValueProxy: a Proxy with nothing but its listener serves, in its
+// own namespace, with the defaults.
+func TestZeroValueProxy(t *testing.T) {
+	backend := listenLoopback(t)
+	echoServer(t, backend)
+	ln := listenLoopback(t)
+	tg, err := ns.ParseTarget("tcp", backend.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{Listeners: []Listener{{ln: ln, name: "zero", target: tg}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(c, "zero")
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	c.Close()
+	if err != nil || string(got) != "echo: zero\nbye\n" {
+		t.Errorf("through a zero-value Proxy: %q, %v; want %q", got, err, "echo: zero\nbye\n")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve = %v; want nil", err)
+	}
+	if p.MaxConns != DefaultMaxConns || p.ConnectTimeout != DefaultConnectTimeout {
+		t.Errorf("defaults: MaxConns %d, ConnectTimeout %s; want %d, %s", p.MaxConns, p.ConnectTimeout, DefaultMaxConns, DefaultConnectTimeout)
+	}
+}

@@ -120,6 +120,11 @@ func (p *Proxy) dispatch(l Listener, flows *udpFlows, addr net.Addr, d []byte) {
 		}
 		// the flow closed between the lookup and the write: once more,
 		// into a new flow
+		flows.mu.Lock()
+		if flows.m[key] == f {
+			delete(flows.m, key)
+		}
+		flows.mu.Unlock()
 	}
 }
 

@@ -145,3 +145,51 @@ func TestUDPFlowLimit(t *testing.T) {
 		t.Errorf("refused = %d; want 1", r)
 	}
 }
+
+// TestUDPDatagramForClosedFlowStartsNewOne: a datagram that finds its
+// client's flow closed (it ended between the lookup and the write) is sent
+// on a new flow, not dropped.
+func TestUDPDatagramForClosedFlowStartsNewOne(t *testing.T) {
+	backend, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpEcho(t, backend)
+	client, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	out, err := net.ListenPacket("udp", "127.0.0.1:0") // the proxy's listening socket
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	tg, err := ns.ParseTarget("udp", backend.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{Log: testLog(t), UDPIdle: 100 * time.Millisecond}
+	p.defaults()
+	p.drained = make(chan struct{})
+	p.settle = newSettler(time.Hour)
+	l := Listener{pc: out, name: "dns", target: tg}
+	// a flow whose socket is closed, still in the map
+	dead, err := net.DialUDP("udp", nil, backend.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	key := client.LocalAddr().String()
+	flows := &udpFlows{m: map[string]*udpFlow{key: {client: client.LocalAddr(), conn: dead}}}
+	p.dispatch(l, flows, client.LocalAddr(), []byte("late"))
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, _, err := client.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "echo: late" {
+		t.Fatalf("reply to a datagram for a closed flow = %q, %v; want %q", buf[:n], err, "echo: late")
+	}
+	if got := p.total.Load(); got != 1 {
+		t.Errorf("flows started = %d; want 1", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -161,7 +162,7 @@ func (p *Proxy) startLoops() error {
 	p.loops = make([]*loop, 0, n)
 	p.loopsDone = make(chan struct{}, n)
 	for range n {
-		l, err := newLoop(p.IdleTimeout)
+		l, err := newLoop(p.IdleTimeout, p.connDone)
 		if err != nil {
 			p.stopLoops()
 			return fmt.Errorf("start the relay: %w", err)
@@ -441,19 +442,22 @@ func (p *Proxy) relay(l Listener, fd int, sa unix.Sockaddr, bfd int) {
 		log().Debug("connected")
 	}
 	lp := p.loops[p.next.Add(1)%uint32(len(p.loops))]
-	err := lp.add(fd, bfd, func(up, down int64, err error) {
-		p.up.Add(up)
-		p.down.Add(down)
-		if err != nil && p.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
-			log().WithError(err).Debug("connection ended with an error")
-		}
-		release()
-	})
-	if err != nil { // stopping: the drain is over
+	if err := lp.add(fd, bfd, addrPort(sa)); err != nil { // stopping: the drain is over
 		unix.Close(fd)
 		unix.Close(bfd)
 		release()
 	}
+}
+
+// connDone is called by a relay loop when a connection it owned has ended.
+func (p *Proxy) connDone(up, down int64, remote netip.AddrPort, err error) {
+	p.up.Add(up)
+	p.down.Add(down)
+	if err != nil && p.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		p.Log.WithField("conn", remote.String()).WithError(err).Debug("connection ended with an error")
+	}
+	p.connEnd()
+	<-p.sem
 }
 
 // dial reaches the target in the current backend namespace, holding the

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -36,15 +37,16 @@ const (
 )
 
 type conn struct {
-	fd   [2]int  // client, backend
-	rd   [2]bool // the side may have bytes to read
-	wr   [2]bool // the side may take bytes
-	hup  [2]bool // the side's peer shut down or reset: read until EOF or the error
-	dir  [2]flow // dir[client]: client to backend (up); dir[backend]: backend to client (down)
-	last int64   // nanotime of the last byte either way (--idle-timeout)
-	slot int32
-	dead bool
-	done func(up, down int64, err error)
+	fd     [2]int32 // client, backend
+	rd     [2]bool  // the side may have bytes to read
+	wr     [2]bool  // the side may take bytes
+	hup    [2]bool  // the side's peer shut down or reset: read until EOF or the error
+	live   bool     // between add and end
+	slot   int32
+	gen    uint32  // bumped at every reuse of the slot
+	dir    [2]flow // dir[client]: client to backend (up); dir[backend]: backend to client (down)
+	last   int64   // nanotime of the last byte either way (--idle-timeout)
+	remote netip.AddrPort
 }
 
 // flow is one direction: bytes read from one side, written to the other.
@@ -71,19 +73,35 @@ type loop struct {
 	pool  pipePool
 	buf   []byte // the copy buffer, for flows without a pipe
 	idle  time.Duration
+	// onEnd is called in the loop when a connection has ended, with the
+	// bytes it moved each way and why it ended (nil: an orderly end).
+	onEnd func(up, down int64, remote netip.AddrPort, err error)
 
-	mu    sync.Mutex
-	conns []*conn
-	free  []int32
-	cmds  []func()
-	open  int
-	quit  bool
+	// Connections live in chunks, allocated once and reused: no object
+	// per connection for the collector, no pointer that moves. A slot
+	// ended in the loop goes back to free only after the batch of events
+	// it was ended in (freeing), so no event of that batch can meet a
+	// slot already given to a new connection.
+	mu      sync.Mutex
+	chunks  []*[chunkSize]conn
+	free    []int32
+	cmds    []func()
+	open    int
+	quit    bool
+	freeing []int32 // the loop's own
 }
+
+const (
+	chunkBits = 8
+	chunkSize = 1 << chunkBits
+)
+
+func (l *loop) at(slot int32) *conn { return &l.chunks[slot>>chunkBits][slot&(chunkSize-1)] }
 
 // wakeSlot tags the eventfd in the epoll set.
 const wakeSlot = -1
 
-func newLoop(idle time.Duration) (*loop, error) {
+func newLoop(idle time.Duration, onEnd func(up, down int64, remote netip.AddrPort, err error)) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -99,34 +117,42 @@ func newLoop(idle time.Duration) (*loop, error) {
 		unix.Close(efd)
 		return nil, err
 	}
-	return &loop{epfd: epfd, wakeR: efd, idle: idle}, nil
+	return &loop{epfd: epfd, wakeR: efd, idle: idle, onEnd: onEnd}, nil
 }
 
 // add hands the connected pair to the loop, which owns them from now on and
-// calls done once when the connection has ended either way.
-func (l *loop) add(cfd, bfd int, done func(up, down int64, err error)) error {
-	c := &conn{fd: [2]int{cfd, bfd}, rd: [2]bool{true, true}, wr: [2]bool{true, true}, done: done, last: nanotime()}
+// calls onEnd once when the connection has ended either way.
+func (l *loop) add(cfd, bfd int, remote netip.AddrPort) error {
 	l.mu.Lock()
 	if l.quit {
 		l.mu.Unlock()
 		return errLoopStopped
 	}
-	if n := len(l.free); n > 0 {
-		c.slot = l.free[n-1]
-		l.free = l.free[:n-1]
-		l.conns[c.slot] = c
-	} else {
-		c.slot = int32(len(l.conns))
-		l.conns = append(l.conns, c)
+	if len(l.free) == 0 {
+		base := int32(len(l.chunks)) << chunkBits
+		l.chunks = append(l.chunks, new([chunkSize]conn))
+		for i := int32(chunkSize - 1); i >= 0; i-- {
+			l.free = append(l.free, base+i)
+		}
 	}
+	slot := l.free[len(l.free)-1]
+	l.free = l.free[:len(l.free)-1]
+	c := l.at(slot)
+	gen := c.gen + 1
+	*c = conn{fd: [2]int32{int32(cfd), int32(bfd)}, rd: [2]bool{true, true}, wr: [2]bool{true, true},
+		live: true, slot: slot, gen: gen, last: nanotime(), remote: remote}
 	l.open++
 	l.mu.Unlock()
-	for side, fd := range c.fd {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.slot, Pad: int32(side)}
+	for side, fd := range [2]int{cfd, bfd} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: slot, Pad: int32(side)}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			// not in the loop yet as far as events go: end it from the
-			// loop, which owns it now
-			l.do(func() { l.end(c, err) })
+			// loop, which owns it now (unless the loop ended it already)
+			l.do(func() {
+				if c.live && c.gen == gen {
+					l.end(c, err)
+				}
+			})
 			return nil
 		}
 	}
@@ -147,15 +173,25 @@ func (l *loop) do(f func()) {
 // closeAll ends every open connection (the drain timeout).
 func (l *loop) closeAll() {
 	l.do(func() {
-		l.mu.Lock()
-		cs := append([]*conn(nil), l.conns...)
-		l.mu.Unlock()
-		for _, c := range cs {
-			if c != nil && !c.dead {
-				l.end(c, errDrainTimeout)
-			}
+		for _, c := range l.liveConns() {
+			l.end(c, errDrainTimeout)
 		}
 	})
+}
+
+// liveConns lists the connections open now (called in the loop).
+func (l *loop) liveConns() []*conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var cs []*conn
+	for _, ch := range l.chunks {
+		for i := range ch {
+			if ch[i].live {
+				cs = append(cs, &ch[i])
+			}
+		}
+	}
+	return cs
 }
 
 var errDrainTimeout = errors.New("drain timeout")
@@ -177,6 +213,7 @@ func nanotime() int64 { return time.Now().UnixNano() }
 func (l *loop) run() {
 	events := make([]unix.EpollEvent, 128)
 	batch := make([]*conn, 0, 128)
+	wake := &conn{} // stands for the eventfd in a batch
 	var sweepEvery time.Duration
 	if l.idle > 0 {
 		sweepEvery = min(max(l.idle/4, 10*time.Millisecond), 5*time.Second)
@@ -199,19 +236,19 @@ func (l *loop) run() {
 		l.mu.Lock()
 		for i := 0; i < n; i++ {
 			if events[i].Fd == wakeSlot {
-				batch = append(batch, nil)
+				batch = append(batch, wake)
 				continue
 			}
-			batch = append(batch, l.conns[events[i].Fd])
+			batch = append(batch, l.at(events[i].Fd))
 		}
 		l.mu.Unlock()
 		for i, c := range batch {
 			ev := events[i]
-			if c == nil {
+			if c == wake {
 				l.commands()
 				continue
 			}
-			if c.dead {
+			if !c.live {
 				continue
 			}
 			side := ev.Pad
@@ -236,6 +273,8 @@ func (l *loop) run() {
 			nextSweep = time.Now().Add(sweepEvery)
 		}
 		l.mu.Lock()
+		l.free = append(l.free, l.freeing...)
+		l.freeing = l.freeing[:0]
 		quit := l.quit
 		l.mu.Unlock()
 		if quit {
@@ -265,16 +304,10 @@ func (l *loop) commands() {
 // sweep closes the connections silent both ways for the idle timeout.
 func (l *loop) sweep() {
 	cutoff := nanotime() - int64(l.idle)
-	l.mu.Lock()
-	var idle []*conn
-	for _, c := range l.conns {
-		if c != nil && !c.dead && c.last <= cutoff {
-			idle = append(idle, c)
+	for _, c := range l.liveConns() {
+		if c.last <= cutoff {
+			l.end(c, nil)
 		}
-	}
-	l.mu.Unlock()
-	for _, c := range idle {
-		l.end(c, nil)
 	}
 }
 
@@ -314,7 +347,7 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 	progress := false
 	// 1. flush
 	if f.inFlight() > 0 && c.wr[dst] {
-		n, err := l.flush(f, c.fd[dst])
+		n, err := l.flush(f, int(c.fd[dst]))
 		if n > 0 {
 			progress = true
 			f.n += int64(n)
@@ -339,7 +372,7 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 		case f.inFlight() == 0 && !f.bulk:
 			n, err = l.copy(c, src)
 		case f.inFlight() == 0 || (f.p != nil && f.p.n < f.p.size):
-			n, err = l.splice(f, c.fd[src])
+			n, err = l.splice(f, int(c.fd[src]))
 			if n > 0 && n < smallTransfer && f.p.n == n {
 				f.bulk = false // small again: back to read and write
 			}
@@ -371,7 +404,7 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 	if f.eof && f.inFlight() == 0 {
 		f.shut = true
 		progress = true
-		if err := unix.Shutdown(c.fd[dst], unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
+		if err := unix.Shutdown(int(c.fd[dst]), unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
 			return false, err
 		}
 	}
@@ -389,7 +422,7 @@ func (l *loop) copy(c *conn, src int) (int, error) {
 	if l.buf == nil {
 		l.buf = make([]byte, copyBufSize)
 	}
-	n, err := readFD(c.fd[src], l.buf)
+	n, err := readFD(int(c.fd[src]), l.buf)
 	if n <= 0 {
 		return 0, err
 	}
@@ -400,7 +433,7 @@ func (l *loop) copy(c *conn, src int) (int, error) {
 	}
 	m := 0
 	if c.wr[dst] {
-		m, err = sendFD(c.fd[dst], l.buf[:n])
+		m, err = sendFD(int(c.fd[dst]), l.buf[:n])
 		switch {
 		case errors.Is(err, unix.EAGAIN):
 			c.wr[dst] = false
@@ -499,13 +532,12 @@ func (l *loop) flush(f *flow, fd int) (int, error) {
 // on as a reset of the other (SO_LINGER 0), so that neither peer mistakes an
 // aborted connection for a complete one.
 func (l *loop) end(c *conn, err error) {
-	if c.dead {
+	if !c.live {
 		return
 	}
-	c.dead = true
 	if err != nil && !errors.Is(err, errDrainTimeout) {
 		for _, fd := range c.fd {
-			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 		}
 	}
 	for i := range c.dir {
@@ -516,12 +548,13 @@ func (l *loop) end(c *conn, err error) {
 		c.dir[i].pending = nil
 	}
 	// closing drops them from the epoll set: they are the only references
-	unix.Close(c.fd[client])
-	unix.Close(c.fd[backend])
+	unix.Close(int(c.fd[client]))
+	unix.Close(int(c.fd[backend]))
+	up, down, remote := c.dir[client].n, c.dir[backend].n, c.remote
 	l.mu.Lock()
-	l.conns[c.slot] = nil
-	l.free = append(l.free, c.slot)
+	c.live = false
 	l.open--
 	l.mu.Unlock()
-	c.done(c.dir[client].n, c.dir[backend].n, err)
+	l.freeing = append(l.freeing, c.slot)
+	l.onEnd(up, down, remote, err)
 }

@@ -17,11 +17,13 @@ import (
 // go when the loop has been quiet for a while: an idle pipe still counts
 // against the user's pipe budget (fs.pipe-user-pages-soft).
 
-// pipeSize is the capacity asked for with F_SETPIPE_SZ: what one splice can
-// move at once. systemd-socket-proxyd uses 256 KiB too. An unprivileged user
-// past fs.pipe-user-pages-soft gets EPERM and keeps the default (one page
-// then): the relay still works, with more system calls per byte.
-const pipeSize = 256 << 10
+// pipeSizes are the capacities asked for with F_SETPIPE_SZ, largest first:
+// what one splice can move at once, so fewer system calls per byte (Go's
+// own splice uses 1 MiB; systemd-socket-proxyd 256 KiB). The first that
+// fits fs.pipe-max-size wins; an unprivileged user past
+// fs.pipe-user-pages-soft gets EPERM for all of them and keeps the default
+// (one page then): the relay still works, with more system calls per byte.
+var pipeSizes = []int{1 << 20, 256 << 10}
 
 // pipeIdleMax is how many empty pipes a loop keeps for the next burst.
 const pipeIdleMax = 4
@@ -58,9 +60,13 @@ func (pp *pipePool) get() *pipe {
 	}
 	pp.made++
 	p := &pipe{r: fds[0], w: fds[1], size: 4096}
-	if sz, err := unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, pipeSize); err == nil {
-		p.size = sz
-	} else if sz, err := unix.FcntlInt(uintptr(p.w), unix.F_GETPIPE_SZ, 0); err == nil {
+	for _, want := range pipeSizes {
+		if sz, err := unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, want); err == nil {
+			p.size = sz
+			return p
+		}
+	}
+	if sz, err := unix.FcntlInt(uintptr(p.w), unix.F_GETPIPE_SZ, 0); err == nil {
 		p.size = sz
 	}
 	return p

@@ -178,7 +178,8 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 staticcheck:
 	$(STATICCHECK) ./...
 
-# Benchmarks (test/bench, docs/bench.md): as root, each bounded to 10 minutes.
+# Benchmarks (test/bench, docs/bench.md): as root; bench is bounded to 20 minutes
+# (a full run takes about 15), bench-coldstart to 10.
 .PHONY: bench-coldstart
 bench:
 	test/bench/run.sh bench

@@ -1,20 +1,28 @@
-// Command brobench measures bro-proxy against systemd-socket-proxyd and a
-// direct connection (issue 6). It is the load generator, the echo backend
-// and the orchestrator in one binary:
+// Command brobench is the benchmark harness of issue 12 (docs/bench.md):
+// it sets up the backends, starts every candidate in turn, drives
+// test/broload (the one load tool, which also serves the echo backend) and
+// pgbench through them, reads each proxy's descriptors, memory and CPU from
+// /proc, and prints the results and the issue's targets as markdown.
 //
-//	brobench serve  --listen ADDR --after-eof-listen ADDR   the backend
-//	brobench load   --scenario S --addr ADDR ...             one measurement, one JSON line
-//	brobench run    --proxy PATH ...                         the whole comparison (as root)
-//	brobench coldstart --proxy PATH ...                      PostgreSQL cold start on the rig (as root)
-//	brobench probe  ADDR                                     one SSLRequest probe
+//	brobench run --proxy PATH --broload PATH ...   the whole comparison (as root)
+//	brobench coldstart --proxy PATH ...            PostgreSQL cold start on the rig (as root)
+//	brobench probe ADDR                            one PostgreSQL SSLRequest probe
 //
-// run creates a network namespace, starts the backend in it and, for every
-// repetition and scenario, each candidate in turn (A B C D A B C D): direct
-// (the client inside the namespace, one loopback hop: the physical limit),
-// systemd-socket-proxyd under ip netns exec, bro-proxy --netns and
-// bro-proxy --pid, each behind systemd-socket-activate in the host
-// namespace. Everything it starts it kills by pid and it removes the
-// namespace on exit. A benchmark, not a test: nothing here asserts timings.
+// run measures two paths in one run, interleaved (every scenario, every
+// repetition: each candidate in turn, each with a fresh proxy):
+//   - netns: a bare network namespace of root's (ip netns) running
+//     broload serve: direct (the client inside the namespace: one loopback
+//     hop, the physical limit), systemd-socket-proxyd under ip netns exec,
+//     bro-proxy --netns, each behind systemd-socket-activate;
+//   - rootless: Network=none containers of the rig user (broload serve
+//     bind-mounted into busybox, and PostgreSQL): direct (nsenter), the
+//     lab's systemd-socket-proxyd under podman unshare nsenter, bro-proxy
+//     --pid, and pasta attached to the container's namespace as Podman 5
+//     attaches it.
+//
+// Everything it starts it kills by pid, and it removes the namespace and
+// the containers (named bench-*) on exit. A benchmark, not a test: it exits
+// 0 whatever the targets say.
 package main
 
 import (
@@ -24,15 +32,11 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: brobench serve|load|run|coldstart|probe ...")
+		fmt.Fprintln(os.Stderr, "usage: brobench run|coldstart|probe ...")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
-	case "serve":
-		err = serve(os.Args[2:])
-	case "load":
-		err = load(os.Args[2:])
 	case "run":
 		err = run(os.Args[2:])
 	case "coldstart":
@@ -40,10 +44,15 @@ func main() {
 	case "probe":
 		err = probeCmd(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown mode %q: want serve, load, run, coldstart or probe", os.Args[1])
+		err = fmt.Errorf("unknown mode %q: want run, coldstart or probe (the loads and the echo server are test/broload's)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "brobench: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// hostInfo prints the machine's load and kernel (coldstart's header).
+func hostInfo() {
+	fmt.Printf("machine: %d CPUs, kernel %s, load average %s\n", numCPU(), firstLine("uname", "-r"), loadavg())
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,13 +38,20 @@ func start(cmd *exec.Cmd) error {
 	return nil
 }
 
-// stop sends SIGTERM, waits up to grace, then SIGKILL, and reaps.
+// stop sends SIGTERM to cmd and to every process below it (podman unshare
+// runs socket-proxyd and pasta as grandchildren: signal them by pid before
+// their parent goes and they are reparented out of sight), waits up to
+// grace, then SIGKILLs what is left, and reaps.
 func stop(cmd *exec.Cmd, grace time.Duration) {
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
+	below := identify(descendants(cmd.Process.Pid))
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
+	for _, p := range below {
+		p.kill(syscall.SIGTERM)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
@@ -50,9 +59,34 @@ func stop(cmd *exec.Cmd, grace time.Duration) {
 		cmd.Process.Kill()
 		<-done
 	}
-	procs.Lock()
-	delete(procs.m, cmd.Process.Pid)
-	procs.Unlock()
+	for _, p := range below {
+		p.kill(syscall.SIGKILL)
+	}
+	forget(cmd)
+}
+
+// procID is a process by pid and start time: a pid alone may have been
+// reused by the time it is signalled.
+type procID struct {
+	pid   int
+	start int64
+}
+
+func identify(pids []int) []procID {
+	var out []procID
+	for _, p := range pids {
+		if st, err := readStat(p); err == nil {
+			out = append(out, procID{p, st.start})
+		}
+	}
+	return out
+}
+
+// kill signals the process if it is still the one identified.
+func (p procID) kill(sig syscall.Signal) {
+	if st, err := readStat(p.pid); err == nil && st.start == p.start {
+		syscall.Kill(p.pid, sig)
+	}
 }
 
 // forget drops a process that has already been waited for.
@@ -62,25 +96,40 @@ func forget(cmd *exec.Cmd) {
 	procs.Unlock()
 }
 
-// killAll is the exit path: every tracked process, by pid.
+// killAll is the exit path: every tracked process and everything below it,
+// by pid, deepest first.
 func killAll() {
 	procs.Lock()
 	defer procs.Unlock()
 	for pid, cmd := range procs.m {
+		below := identify(descendants(pid))
+		for i := len(below) - 1; i >= 0; i-- {
+			below[i].kill(syscall.SIGKILL)
+		}
 		cmd.Process.Kill()
 		delete(procs.m, pid)
 	}
 }
 
-// procMem is what /proc says about a process's memory and descriptors.
+// procMem is what /proc says about a process (or a process tree, summed)
+// and its descriptors.
 type procMem struct {
-	RSSKiB, HWMKiB, AnonKiB int64
-	FDs                     int
-	CPUTicks                int64 // utime+stime, clock ticks (1/100 s)
+	RSSKiB, HWMKiB int64
+	FDs            int
+	CPUTicks       int64 // utime+stime, clock ticks (1/100 s)
+	Procs          int   // how many processes were summed
+}
+
+func (m *procMem) add(o procMem) {
+	m.RSSKiB += o.RSSKiB
+	m.HWMKiB += o.HWMKiB
+	m.FDs += o.FDs
+	m.CPUTicks += o.CPUTicks
+	m.Procs += o.Procs
 }
 
 func readProc(pid int) (procMem, error) {
-	var m procMem
+	m := procMem{Procs: 1}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return m, err
@@ -97,8 +146,6 @@ func readProc(pid int) (procMem, error) {
 			m.RSSKiB = v
 		case "VmHWM:":
 			m.HWMKiB = v
-		case "RssAnon:":
-			m.AnonKiB = v
 		}
 	}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -106,19 +153,112 @@ func readProc(pid int) (procMem, error) {
 		return m, err
 	}
 	m.FDs = len(fds)
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := readStat(pid)
 	if err != nil {
 		return m, err
 	}
-	// Fields after the command name (which may hold spaces): utime is the
-	// 14th field, stime the 15th.
-	if i := bytes.LastIndexByte(stat, ')'); i > 0 {
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) > 13 {
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			s, _ := strconv.ParseInt(f[12], 10, 64)
-			m.CPUTicks = u + s
+	m.CPUTicks = st.utime + st.stime
+	return m, nil
+}
+
+// readTree sums readProc over pid and every process below it: bro-proxy's
+// rootless namespace helper is a child of bro-proxy and part of its cost.
+func readTree(pid int) (procMem, error) {
+	m, err := readProc(pid)
+	if err != nil {
+		return m, err
+	}
+	for _, c := range descendants(pid) {
+		if cm, err := readProc(c); err == nil {
+			m.add(cm)
 		}
 	}
 	return m, nil
 }
+
+// stat is the part of /proc/PID/stat this package reads.
+type stat struct {
+	ppid         int
+	utime, stime int64
+	start        int64 // clock ticks after boot
+}
+
+// readStat parses /proc/PID/stat. The command name (field 2) is in
+// parentheses and may hold spaces and parentheses: fields are counted from
+// the last ')'. After it come state (3), ppid (4), ..., utime (14), stime
+// (15), ..., starttime (22).
+func readStat(pid int) (stat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return stat{}, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return stat{}, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return stat{}, fmt.Errorf("/proc/%d/stat: %d fields after the command name", pid, len(f))
+	}
+	var s stat
+	s.ppid, _ = strconv.Atoi(f[1])
+	s.utime, _ = strconv.ParseInt(f[11], 10, 64)
+	s.stime, _ = strconv.ParseInt(f[12], 10, 64)
+	s.start, _ = strconv.ParseInt(f[19], 10, 64)
+	return s, nil
+}
+
+// descendants lists every process below pid, at any depth.
+func descendants(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readStat(p); err == nil {
+			children[st.ppid] = append(children[st.ppid], p)
+		}
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// findProc waits up to timeout for the process doing a proxy's work: pid
+// itself or a process below it whose executable's base name starts with
+// exe (systemd-socket-activate execs bro-proxy in place; podman unshare
+// runs socket-proxyd and pasta as grandchildren).
+func findProc(pid int, exe string, timeout time.Duration) (int, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, p := range append([]int{pid}, descendants(pid)...) {
+			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); err == nil && strings.HasPrefix(filepath.Base(l), exe) {
+				return p, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("no process %s* at or below pid %d after %s", exe, pid, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// noFile is this process's soft and hard RLIMIT_NOFILE.
+func noFile() (soft, hard uint64) {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) != nil {
+		return 0, 0
+	}
+	return lim.Cur, lim.Max
+}
+
+func numCPU() int { return runtime.NumCPU() }

@@ -17,11 +17,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-"$GO" build -trimpath -o "$work/brobench" ./test/bench
+"$GO" build -trimpath -o "$work/broload" ./test/broload
 "$GO" build -trimpath -o "$work/bro-proxy" ./cmd/bro-proxy
 ip netns add "$netns"
 ip -n "$netns" link set lo up
-ip netns exec "$netns" "$work/brobench" serve --listen 127.0.0.1:7000 --after-eof-listen 127.0.0.1:7001 >/dev/null 2>&1 &
+ip netns exec "$netns" "$work/broload" serve --raw --listen 127.0.0.1:7000 >/dev/null 2>&1 &
 pids+=($!)
 port=$(( 20000 + RANDOM % 10000 ))
 systemd-socket-activate -l "127.0.0.1:$port" "$work/bro-proxy" --log-level warning --netns "/run/netns/$netns" 127.0.0.1:7000 >/dev/null 2>&1 &
@@ -29,9 +29,8 @@ pids+=($!)
 sp=${pids[-1]}
 sleep 0.5
 # the first connection makes systemd-socket-activate exec bro-proxy (same pid)
-"$work/brobench" load --scenario conn --workers 1 --duration 1s --addr "127.0.0.1:$port" >/dev/null
-"$work/brobench" load --scenario conn --workers 16 --duration "${DUR}s" --timeout "$(( DUR + 60 ))s" \
-  --addr "127.0.0.1:$port" >"$work/load.json" &
+"$work/broload" conn "127.0.0.1:$port" --workers 1 --duration 1s >/dev/null
+"$work/broload" conn "127.0.0.1:$port" --workers 16 --duration "${DUR}s" >"$work/load.json" &
 load=$!
 pids+=("$load")
 sample() { awk '/^VmRSS/{r=$2} END{printf "%s", r}' "/proc/$sp/status"; printf ' %s\n' "$(ls "/proc/$sp/fd" | wc -l)"; }

@@ -80,18 +80,10 @@ requires() {
 
 # ------------------------------------------------------------ running as users
 # as_user USER CMD...: run CMD as USER with a clean environment, as a login
-# would give it. runuser alone keeps root's environment (PWD, PATH, proxies,
-# tokens); rootless podman cannot start from a directory the user cannot
-# read, hence cd /tmp. Pass variables with env: as_user U env X=1 CMD...
-as_user() {
-  local user=$1 uid home; shift
-  uid=$(id -u "$user") || return
-  home=$(getent passwd "$user" | cut -d: -f6)
-  runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" LANG=C.UTF-8 \
-    PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR="/run/user/$uid" \
-    DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \
-    bash -c 'cd /tmp && "$@"' bash "$@"
-}
+# would give it (test/rig/as-user.sh, shared with rig-up.sh and .ci/run).
+# Pass variables with env: as_user U env X=1 CMD...
+# shellcheck source=test/rig/as-user.sh
+source "$BRO_REPO/test/rig/as-user.sh"
 
 # RIG_USER's systemctl --user, podman and journal.
 user_systemctl()  { as_user "$RIG_USER" systemctl --user "$@"; }

@@ -94,17 +94,9 @@ fi
 
 home_of() { local h; h=$(getent passwd "$1" | cut -d: -f6 || true); echo "${h:-/home/$1}"; }
 
-# as_user USER CMD...: run CMD as USER with a clean, complete environment.
-# runuser keeps root's environment otherwise (PWD, PATH, proxies, tokens), and
-# rootless podman cannot start from a directory the user cannot read (/root).
-as_user() {
-  local user=$1 uid home; shift
-  uid=$(id -u "$user"); home=$(home_of "$user")
-  runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" \
-    SHELL=/bin/bash LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-    XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \
-    bash -c 'cd ~ && "$@"' bash "$@"
-}
+# as_user USER CMD...: CMD as USER with a clean, complete environment
+# shellcheck source=test/rig/as-user.sh
+source "$(dirname "${BASH_SOURCE[0]}")/as-user.sh"
 as_rig() { as_user "$RIG_USER" "$@"; }
 
 manager_pid() { { pgrep -u "$RIG_UID" -x systemd -a 2>/dev/null || true; } | awk '/--user/{print $1; exit}'; }

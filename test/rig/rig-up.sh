@@ -142,11 +142,13 @@ step "packages"
 # test/bats/helpers.bash), psql, nc, ss (iproute2), and systemd for
 # systemd-socket-activate, /lib/systemd/systemd-socket-proxyd, systemd-analyze;
 # bash-completion, zsh and fish: the completion scripts are run by each shell;
-# the package (make deb): dpkg-dev (dpkg-shlibdeps), go-md2man (man pages), lintian.
+# the package (make deb): dpkg-dev (dpkg-shlibdeps), go-md2man (man pages), lintian;
+# make bench: pasta (passt, Podman 5's rootless port forwarder) and pgbench
+# (postgresql-client-15).
 PKGS=(podman crun runc uidmap slirp4netns catatonit busybox-static
       dbus-user-session libcap2-bin debootstrap python3 util-linux procps
       systemd bats bats-assert bats-support
-      postgresql-client-15 netcat-openbsd iproute2 curl jq
+      postgresql-client-15 passt netcat-openbsd iproute2 curl jq
       dnsmasq-base bind9-dnsutils bash-completion zsh fish
       dpkg-dev go-md2man lintian)
 missing=()

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/brothaman/brothaman-go/internal/cli"
-	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/quadlet"
 	"github.com/brothaman/brothaman-go/pkg/units"
 )
@@ -75,7 +75,7 @@ func activate(o *options, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "# %s\n%s\n", filepath.Join(o.unitDir, f.Path), f.Data)
 		}
 		if addAnnotation {
-			fmt.Fprintf(stdout, "# %s: would add\n%s\nAnnotation=%s\n", path, quadlet.AddedMarker, quadlet.AnnotationWord(hook.AnnotationKey, hook.SpacedPorts(ports)))
+			fmt.Fprintf(stdout, "# %s: would add\n%s\nAnnotation=%s\n", path, quadlet.AddedMarker, quadlet.AnnotationWord(annotation.Key, annotation.SpacedPorts(ports)))
 		}
 		return nil
 	}
@@ -101,13 +101,13 @@ func activate(o *options, stdout, stderr io.Writer) error {
 	}
 	if addAnnotation {
 		// spaces, not commas: Podman 4.3 cuts an annotation at its commas
-		if err := quadlet.AddAnnotation(path, hook.AnnotationKey, hook.SpacedPorts(ports)); err != nil {
+		if err := quadlet.AddAnnotation(path, annotation.Key, annotation.SpacedPorts(ports)); err != nil {
 			// Leave nothing half-done: the units without the annotation
 			// would start a proxy that never finds its container.
 			units.Remove(o.unitDir, set.Paths())
 			return err
 		}
-		fmt.Fprintf(stdout, "added Annotation=%s to %s\n", quadlet.AnnotationWord(hook.AnnotationKey, hook.SpacedPorts(ports)), path)
+		fmt.Fprintf(stdout, "added Annotation=%s to %s\n", quadlet.AnnotationWord(annotation.Key, annotation.SpacedPorts(ports)), path)
 	}
 	fmt.Fprintf(stdout, "next: %s && %s\n", sc.command("daemon-reload"), sc.command("enable", "--now", socket))
 	return nil
@@ -116,13 +116,13 @@ func activate(o *options, stdout, stderr io.Writer) error {
 // choosePorts takes the ports from the flags, else from the annotation, and
 // reports whether the annotation must be added to the quadlet (it is missing
 // and the OCI hook needs it to record the container for bro-proxy).
-func choosePorts(o *options, c *quadlet.Container, stderr io.Writer) ([]hook.Port, bool, error) {
-	value, annotated := c.Annotation(hook.AnnotationKey)
+func choosePorts(o *options, c *quadlet.Container, stderr io.Writer) ([]annotation.Port, bool, error) {
+	value, annotated := c.Annotation(annotation.Key)
 	if len(o.listens) == 0 && len(o.targets) == 0 {
 		if !annotated {
-			return nil, false, fmt.Errorf("no ports for %s: it has no Annotation=%s=… and no --listen or --target was given", c.Path, hook.AnnotationKey)
+			return nil, false, fmt.Errorf("no ports for %s: it has no Annotation=%s=… and no --listen or --target was given", c.Path, annotation.Key)
 		}
-		ports, err := hook.ParsePorts(value)
+		ports, err := annotation.ParsePorts(value)
 		if err != nil {
 			return nil, false, fmt.Errorf("read ports of %s: %w", c.Path, err)
 		}
@@ -132,13 +132,13 @@ func choosePorts(o *options, c *quadlet.Container, stderr io.Writer) ([]hook.Por
 	if err != nil {
 		return nil, false, err
 	}
-	if annotated && value != hook.FormatPorts(ports) && !o.direct {
-		fmt.Fprintf(stderr, "warning: %s has Annotation=%s=%s; the units use the flags' %s\n", c.Path, hook.AnnotationKey, value, hook.FormatPorts(ports))
+	if annotated && value != annotation.FormatPorts(ports) && !o.direct {
+		fmt.Fprintf(stderr, "warning: %s has Annotation=%s=%s; the units use the flags' %s\n", c.Path, annotation.Key, value, annotation.FormatPorts(ports))
 	}
 	return ports, !annotated && !o.direct, nil
 }
 
-func unitsFor(o *options, c *quadlet.Container, ports []hook.Port) (unitSet, string) {
+func unitsFor(o *options, c *quadlet.Container, ports []annotation.Port) (unitSet, string) {
 	if o.direct {
 		return units.Direct{Name: o.name, Ports: ports, SourcePath: c.Path}, o.name + ".socket"
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/brothaman/brothaman-go/internal/cli"
-	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/quadlet"
 	"github.com/brothaman/brothaman-go/pkg/timespan"
 	"github.com/brothaman/brothaman-go/pkg/units"
@@ -84,11 +84,11 @@ func generateOne(out, name, path string, dirs []string, adminDir, proxy string) 
 	if err != nil {
 		return err
 	}
-	value, ok := c.Annotation(hook.AnnotationKey)
+	value, ok := c.Annotation(annotation.Key)
 	if !ok {
 		return nil
 	}
-	ports, err := hook.ParsePorts(value)
+	ports, err := annotation.ParsePorts(value)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
 // portsFromFlags turns --listen [ip:]port[/proto] and --target port[/proto]
@@ -12,7 +12,7 @@ import (
 // alone works: a --listen alone dials the same port in the container, a
 // --target alone listens on 127.0.0.1 and the same port. The result goes
 // through the bro.activate grammar, so the errors are the hook's.
-func portsFromFlags(listens, targets []string) ([]hook.Port, error) {
+func portsFromFlags(listens, targets []string) ([]annotation.Port, error) {
 	if len(listens) > 0 && len(targets) > 0 && len(listens) != len(targets) {
 		return nil, fmt.Errorf("invalid flags: --listen given %d times and --target %d times; want them in pairs, or only one kind",
 			len(listens), len(targets))
@@ -29,7 +29,7 @@ func portsFromFlags(listens, targets []string) ([]hook.Port, error) {
 		}
 		entries[i] = entry(listen, target)
 	}
-	return hook.ParsePorts(strings.Join(entries, ","))
+	return annotation.ParsePorts(strings.Join(entries, ","))
 }
 
 // entry builds one bro.activate entry from a --listen and a --target value.

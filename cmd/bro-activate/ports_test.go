@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
 func TestPortsFromFlags(t *testing.T) {
@@ -25,7 +25,7 @@ func TestPortsFromFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := hook.FormatPorts(p); got != tt.want {
+			if got := annotation.FormatPorts(p); got != tt.want {
 				t.Errorf("portsFromFlags(%q, %q) = %q; want %q", tt.listens, tt.targets, got, tt.want)
 			}
 		})
@@ -41,9 +41,9 @@ func TestPortsFromFlagsErrors(t *testing.T) {
 		{"unpaired", []string{"1", "2"}, []string{"3"},
 			"invalid flags: --listen given 2 times and --target 1 times; want them in pairs, or only one kind"},
 		{"bad port", nil, []string{"http"},
-			`invalid bro.activate="http": container port "http" is not a number; want ` + hook.PortRule},
+			`invalid bro.activate="http": container port "http" is not a number; want ` + annotation.PortRule},
 		{"bad proto", []string{"80/sctp"}, nil,
-			`invalid bro.activate="80:80/sctp": protocol "sctp" is not tcp or udp; want ` + hook.PortRule},
+			`invalid bro.activate="80:80/sctp": protocol "sctp" is not tcp or udp; want ` + annotation.PortRule},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/brothaman/brothaman-go/internal/proctest"
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/hook"
 )
 
@@ -74,11 +75,11 @@ func runHook(t *testing.T, stateDir string, stdin []byte, args ...string) hookRe
 	return hookResult{code, stderr.String()}
 }
 
-func stateJSON(t *testing.T, id string, pid int, annotation string) []byte {
+func stateJSON(t *testing.T, id string, pid int, value string) []byte {
 	t.Helper()
 	s := map[string]any{"ociVersion": "1.0.2-dev", "id": id, "status": "created", "pid": pid, "bundle": ""}
-	if annotation != "" {
-		s["annotations"] = map[string]string{hook.AnnotationKey: annotation}
+	if value != "" {
+		s["annotations"] = map[string]string{annotation.Key: value}
 	}
 	data, err := json.Marshal(s)
 	if err != nil {
@@ -165,7 +166,7 @@ func TestHookBadInput(t *testing.T) {
 		{"pid in the host's netns", []string{"prestart"}, stateJSON(t, id, self, "80"), 1,
 			"bro-hook: container 0123456789ab shares the host's network namespace (Network=host?): bro.activate needs a container with its own"},
 		{"malformed annotation", []string{"prestart"}, stateJSON(t, id, self, "80:abc"), 1,
-			`bro-hook: invalid bro.activate="80:abc": container port "abc" is not a number; want ` + hook.PortRule},
+			`bro-hook: invalid bro.activate="80:abc": container port "abc" is not a number; want ` + annotation.PortRule},
 		{"port 0", []string{"prestart"}, stateJSON(t, id, self, "0"), 1,
 			"^bro-hook: invalid bro.activate=\"0\": "},
 		{"port 65536", []string{"prestart"}, stateJSON(t, id, self, "65536"), 1,
@@ -272,8 +273,8 @@ func TestHookTwoPrestartsOneID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.PID != pid || hook.FormatPorts(rec.Ports) != "127.0.0.1:8080:8080/tcp" {
-		t.Errorf("record: got pid %d ports %s; want pid %d ports 127.0.0.1:8080:8080/tcp", rec.PID, hook.FormatPorts(rec.Ports), pid)
+	if rec.PID != pid || annotation.FormatPorts(rec.Ports) != "127.0.0.1:8080:8080/tcp" {
+		t.Errorf("record: got pid %d ports %s; want pid %d ports 127.0.0.1:8080:8080/tcp", rec.PID, annotation.FormatPorts(rec.Ports), pid)
 	}
 	for i := 1; i <= 2; i++ { // the second poststop finds nothing: still 0
 		r := runHook(t, dir, stateJSON(t, id, 0, ""), "poststop")

@@ -1,6 +1,6 @@
-// Package hook is the OCI hook's side of Brothaman: the bro.activate
-// annotation grammar, the container state a runtime writes to a hook's stdin,
-// and the records of running containers that bro-proxy follows.
+// Package hook is the OCI hook's side of Brothaman: the container state a
+// runtime writes to a hook's stdin, and the records of running containers that
+// bro-proxy follows. The bro.activate grammar is package annotation.
 //
 // Records live in a per-user state directory: /run/bro for root,
 // /run/user/UID/bro for a rootless user. A rootless Podman runs its hooks as

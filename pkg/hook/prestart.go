@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -17,20 +18,20 @@ import (
 const maxConfigSize = 4 << 20
 
 // ErrNoAnnotation is returned by NewRecord for a container without bro.activate.
-var ErrNoAnnotation = errors.New("container has no " + AnnotationKey + " annotation")
+var ErrNoAnnotation = errors.New("container has no " + annotation.Key + " annotation")
 
 // NewRecord builds the record of a container at prestart (or createRuntime):
 // it parses the annotation, identifies the process by pid and start time and
 // its network namespace by device and inode, and names the container. It
-// refuses a malformed annotation (an *AnnotationError), a state without a pid,
+// refuses a malformed annotation (an *annotation.Error), a state without a pid,
 // a pid that is gone, and a container that shares the hook's own (the host's)
 // network namespace.
 func NewRecord(s *State, hostUID int) (*Record, error) {
-	value, ok := s.Annotations[AnnotationKey]
+	value, ok := s.Annotations[annotation.Key]
 	if !ok {
 		return nil, ErrNoAnnotation
 	}
-	ports, err := ParsePorts(value)
+	ports, err := annotation.ParsePorts(value)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func NewRecord(s *State, hostUID int) (*Record, error) {
 	same := self.Equal(h)
 	self.Close()
 	if same {
-		return nil, fmt.Errorf("container %s shares the host's network namespace (Network=host?): %s needs a container with its own", ShortID(s.ID), AnnotationKey)
+		return nil, fmt.Errorf("container %s shares the host's network namespace (Network=host?): %s needs a container with its own", ShortID(s.ID), annotation.Key)
 	}
 	// The start time is read again after the namespace is open: if it still
 	// matches, the namespace belongs to the process we identified.

@@ -13,15 +13,16 @@ import (
 	"time"
 
 	"github.com/brothaman/brothaman-go/internal/proctest"
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
-func stateFor(id string, pid int, annotation string) *State {
+func stateFor(id string, pid int, value string) *State {
 	s := &State{specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid}}
-	if annotation != "" {
-		s.Annotations = map[string]string{AnnotationKey: annotation, "io.container.manager": "libpod"}
+	if value != "" {
+		s.Annotations = map[string]string{annotation.Key: value, "io.container.manager": "libpod"}
 	}
 	return s
 }
@@ -81,9 +82,9 @@ func TestNewRecord(t *testing.T) {
 				NetNSIno:   st.Ino,
 				UID:        1001,
 				Annotation: "5432, 8080:80/udp",
-				Ports: []Port{
-					{netip.MustParseAddr("127.0.0.1"), 5432, 5432, "tcp"},
-					{netip.MustParseAddr("127.0.0.1"), 8080, 80, "udp"},
+				Ports: []annotation.Port{
+					{ListenIP: netip.MustParseAddr("127.0.0.1"), HostPort: 5432, ContainerPort: 5432, Proto: "tcp"},
+					{ListenIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8080, ContainerPort: 80, Proto: "udp"},
 				},
 				Created: r.Created,
 			}
@@ -181,16 +182,16 @@ func TestNewRecordMalformedAnnotation(t *testing.T) {
 	for _, pid := range []int{0, os.Getpid()} {
 		for _, value := range []string{"", "abc", "0", "5432,5432", "[::1]:80"} {
 			t.Run(fmt.Sprintf("%q pid %d", value, pid), func(t *testing.T) {
-				s := &State{specs.State{ID: testID, Pid: pid, Annotations: map[string]string{AnnotationKey: value}}}
+				s := &State{specs.State{ID: testID, Pid: pid, Annotations: map[string]string{annotation.Key: value}}}
 				_, err := NewRecord(s, 0)
-				var ae *AnnotationError
+				var ae *annotation.Error
 				if !errors.As(err, &ae) {
-					t.Fatalf("NewRecord(%q) error %v (%T); want an *AnnotationError", value, err, err)
+					t.Fatalf("NewRecord(%q) error %v (%T); want an *annotation.Error", value, err, err)
 				}
 				if ae.Value != value {
-					t.Errorf("AnnotationError.Value = %q; want %q", ae.Value, value)
+					t.Errorf("annotation.Error.Value = %q; want %q", ae.Value, value)
 				}
-				if _, perr := ParsePorts(value); perr == nil || err.Error() != perr.Error() {
+				if _, perr := annotation.ParsePorts(value); perr == nil || err.Error() != perr.Error() {
 					t.Errorf("NewRecord error %q; want ParsePorts's %q", err, perr)
 				}
 			})

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
 // RecordVersion is the schema version of records written by this package.
@@ -41,26 +43,10 @@ type Record struct {
 	NetNSDev uint64 `json:"netnsDev"`
 	NetNSIno uint64 `json:"netnsIno"`
 	// UID is the host uid that owns the container (its user namespace).
-	UID        int       `json:"uid"`
-	Annotation string    `json:"annotation"`
-	Ports      []Port    `json:"ports"`
-	Created    time.Time `json:"created"`
-}
-
-// MarshalText writes the canonical entry.
-func (p Port) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
-
-// UnmarshalText reads one entry of the annotation grammar.
-func (p *Port) UnmarshalText(b []byte) error {
-	ports, err := ParsePorts(string(b))
-	if err != nil {
-		return err
-	}
-	if len(ports) != 1 {
-		return fmt.Errorf("port %q: want exactly one entry", b)
-	}
-	*p = ports[0]
-	return nil
+	UID        int               `json:"uid"`
+	Annotation string            `json:"annotation"`
+	Ports      []annotation.Port `json:"ports"`
+	Created    time.Time         `json:"created"`
 }
 
 // Matches reports whether name designates this container: its id, an id

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
 const testID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -44,9 +46,9 @@ func testRecord(id string) *Record {
 		NetNSIno:   4026532000,
 		UID:        1001,
 		Annotation: "8080,[::1]:53:5353/udp",
-		Ports: []Port{
-			{netip.MustParseAddr("127.0.0.1"), 8080, 8080, "tcp"},
-			{netip.MustParseAddr("::1"), 53, 5353, "udp"},
+		Ports: []annotation.Port{
+			{ListenIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8080, ContainerPort: 8080, Proto: "tcp"},
+			{ListenIP: netip.MustParseAddr("::1"), HostPort: 53, ContainerPort: 5353, Proto: "udp"},
 		},
 		Created: time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC),
 	}
@@ -247,7 +249,7 @@ func TestReadRefuses(t *testing.T) {
 			plant: func(t *testing.T, path string) {
 				mustDo(t, os.WriteFile(path, []byte(`{"version":1,"id":"`+testID+`","ports":["0"]}`), 0o600))
 			},
-			want: `decode record %s: invalid bro.activate="0": container port 0 is out of range 1-65535; want ` + PortRule,
+			want: `decode record %s: invalid bro.activate="0": container port 0 is out of range 1-65535; want ` + annotation.PortRule,
 		},
 	}
 	for _, tt := range tests {
@@ -504,7 +506,7 @@ func TestConcurrentWritesAndReads(t *testing.T) {
 					r := testRecord(id)
 					r.PID = w
 					r.Name = strings.Repeat(string(rune('a'+w)), padding)
-					r.Ports = []Port{{DefaultListenIP, uint16(1000 + w), uint16(1000 + w), "tcp"}}
+					r.Ports = []annotation.Port{{ListenIP: annotation.DefaultListenIP, HostPort: uint16(1000 + w), ContainerPort: uint16(1000 + w), Proto: "tcp"}}
 					r.Created = time.Now()
 					if err := d.Write(r); err != nil {
 						report(err)
@@ -589,30 +591,5 @@ func TestRemoveDuringList(t *testing.T) {
 	defer d2.Close()
 	if recs, errs := d2.List(); len(recs) != 0 || len(errs) != 0 {
 		t.Errorf("List after removing all = %v, %v; want nothing", recs, errs)
-	}
-}
-
-func TestPortText(t *testing.T) {
-	tests := []struct {
-		text, want string
-	}{
-		{"5432", "127.0.0.1:5432:5432/tcp"},
-		{"[::1]:53:5353/udp", "[::1]:53:5353/udp"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.text, func(t *testing.T) {
-			var p Port
-			if err := p.UnmarshalText([]byte(tt.text)); err != nil {
-				t.Fatal(err)
-			}
-			b, _ := p.MarshalText()
-			if string(b) != tt.want {
-				t.Errorf("MarshalText(UnmarshalText(%q)) = %q; want %q", tt.text, b, tt.want)
-			}
-		})
-	}
-	var p Port
-	if err := p.UnmarshalText([]byte("80,81")); err == nil || err.Error() != `port "80,81": want exactly one entry` {
-		t.Errorf("UnmarshalText(80,81) = %v; want the one-entry error", err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
 const idRule = "want 1-128 characters of [A-Za-z0-9_.-], not starting with '.'"
@@ -31,7 +33,7 @@ func TestReadStatePodmanSample(t *testing.T) {
 		{"id", s.ID, id},
 		{"status", string(s.Status), "created"},
 		{"bundle", s.Bundle, "/var/lib/containers/storage/overlay-containers/" + id + "/userdata"},
-		{"annotation", s.Annotations[AnnotationKey], "5432"},
+		{"annotation", s.Annotations[annotation.Key], "5432"},
 		{"manager", s.Annotations["io.container.manager"], "libpod"},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -100,7 +101,7 @@ func startFakeContainer(t *testing.T, greeting string) *fakeContainer {
 func (f *fakeContainer) record(t *testing.T, id, name string) *hook.Record {
 	t.Helper()
 	st := &hook.State{State: specs.State{ID: id, Pid: f.cmd.Process.Pid,
-		Annotations: map[string]string{hook.AnnotationKey: fmt.Sprint(f.port)}}}
+		Annotations: map[string]string{annotation.Key: fmt.Sprint(f.port)}}}
 	r, err := hook.NewRecord(st, 0)
 	if err != nil {
 		t.Fatal(err)

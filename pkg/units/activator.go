@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
 // SuffixRule is the rule for --service-name, quoted in its error.
@@ -26,7 +26,7 @@ type Activator struct {
 	Name           string
 	Suffix         string // "" is DefaultSuffix
 	ContainerName  string // Podman's name of the container, for bro-proxy --container
-	Ports          []hook.Port
+	Ports          []annotation.Port
 	Proxy          string        // absolute path of bro-proxy
 	ConnectionsMax int           // 0 is DefaultConnectionsMax
 	IdleStop       time.Duration // 0: bro-proxy never exits idle, the container keeps running

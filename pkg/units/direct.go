@@ -3,7 +3,7 @@ package units
 import (
 	"path/filepath"
 
-	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
 // Direct describes NAME.socket for direct mode: systemd starts the quadlet's
@@ -11,7 +11,7 @@ import (
 // the container (LISTEN_FDS), so no proxy sits in between.
 type Direct struct {
 	Name       string
-	Ports      []hook.Port // only the host side (Listen, Proto) matters
+	Ports      []annotation.Port // only the host side (Listen, Proto) matters
 	SourcePath string
 	Generated  bool
 }
@@ -44,7 +44,7 @@ func (d Direct) Files() ([]File, error) {
 	}
 	// The container port means nothing here (the container gets the socket
 	// itself); name the fd after the host port it listens on.
-	ports := make([]hook.Port, len(d.Ports))
+	ports := make([]annotation.Port, len(d.Ports))
 	for i, p := range d.Ports {
 		p.ContainerPort = p.HostPort
 		ports[i] = p

@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-func ports(t *testing.T, value string) []hook.Port {
+func ports(t *testing.T, value string) []annotation.Port {
 	t.Helper()
-	p, err := hook.ParsePorts(value)
+	p, err := annotation.ParsePorts(value)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/quadlet"
 )
 
@@ -41,10 +41,10 @@ type File struct {
 
 // common is what every unit kind shares.
 type common struct {
-	Name       string      // NAME of the quadlet NAME.container
-	Ports      []hook.Port // in bro.activate order
-	SourcePath string      // the quadlet; SourcePath= in the units when set
-	Generated  bool        // written by bro-generator rather than bro-activate
+	Name       string            // NAME of the quadlet NAME.container
+	Ports      []annotation.Port // in bro.activate order
+	SourcePath string            // the quadlet; SourcePath= in the units when set
+	Generated  bool              // written by bro-generator rather than bro-activate
 }
 
 func (c common) Marker() string {
@@ -75,7 +75,7 @@ func (c common) validate() error {
 	return nil
 }
 
-func listenLine(p hook.Port) string {
+func listenLine(p annotation.Port) string {
 	if p.Proto == "udp" {
 		return "ListenDatagram=" + p.Listen()
 	}

@@ -1,4 +1,4 @@
-package hook
+package annotation
 
 import (
 	"fmt"
@@ -7,8 +7,8 @@ import (
 	"strings"
 )
 
-// AnnotationKey is the OCI annotation that marks a container for activation.
-const AnnotationKey = "bro.activate"
+// Key is the OCI annotation that marks a container for activation.
+const Key = "bro.activate"
 
 // PortRule is the grammar of one entry of the bro.activate annotation, quoted in
 // every validation error.
@@ -46,26 +46,42 @@ func (p Port) String() string {
 	return fmt.Sprintf("%s:%d/%s", p.Listen(), p.ContainerPort, p.Proto)
 }
 
+// MarshalText writes the canonical entry (records store ports this way).
+func (p Port) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText reads one entry of the annotation grammar.
+func (p *Port) UnmarshalText(b []byte) error {
+	ports, err := ParsePorts(string(b))
+	if err != nil {
+		return err
+	}
+	if len(ports) != 1 {
+		return fmt.Errorf("port %q: want exactly one entry", b)
+	}
+	*p = ports[0]
+	return nil
+}
+
 // ParsePorts parses a bro.activate value: one or more entries, separated by
 // commas or white space, of the form [[ip:]hostPort:]containerPort[/tcp|/udp], as Podman's PublishPort=.
 // A missing ip is 127.0.0.1, a missing hostPort is containerPort, a missing
-// protocol is tcp. It returns an *AnnotationError naming the value and the rule
+// protocol is tcp. It returns an *Error naming the value and the rule
 // for anything else, including an empty value, an empty entry and two entries
 // listening on the same host address, port and protocol.
 func ParsePorts(value string) ([]Port, error) {
 	if strings.TrimSpace(value) == "" {
-		return nil, &AnnotationError{Value: value, Reason: "empty value"}
+		return nil, &Error{Value: value, Reason: "empty value"}
 	}
 	var ports []Port
 	seen := make(map[string]string)
 	for _, entry := range splitEntries(value) {
 		p, err := parseEntry(entry)
 		if err != nil {
-			return nil, &AnnotationError{Value: value, Entry: entry, Reason: err.Error()}
+			return nil, &Error{Value: value, Entry: entry, Reason: err.Error()}
 		}
 		key := p.Listen() + "/" + p.Proto
 		if prev, dup := seen[key]; dup {
-			return nil, &AnnotationError{Value: value, Entry: entry,
+			return nil, &Error{Value: value, Entry: entry,
 				Reason: fmt.Sprintf("listens on %s like entry %q", key, prev)}
 		}
 		seen[key] = entry
@@ -189,16 +205,16 @@ func SpacedPorts(ports []Port) string {
 	return strings.ReplaceAll(FormatPorts(ports), ",", " ")
 }
 
-// AnnotationError is a malformed bro.activate value.
-type AnnotationError struct {
+// Error is a malformed bro.activate value.
+type Error struct {
 	Value  string // the whole annotation value
 	Entry  string // the offending entry, if one
 	Reason string
 }
 
-func (e *AnnotationError) Error() string {
+func (e *Error) Error() string {
 	if len(splitEntries(e.Value)) > 1 {
-		return fmt.Sprintf("invalid %s=%q: entry %q: %s; want %s", AnnotationKey, e.Value, e.Entry, e.Reason, PortRule)
+		return fmt.Sprintf("invalid %s=%q: entry %q: %s; want %s", Key, e.Value, e.Entry, e.Reason, PortRule)
 	}
-	return fmt.Sprintf("invalid %s=%q: %s; want %s", AnnotationKey, e.Value, e.Reason, PortRule)
+	return fmt.Sprintf("invalid %s=%q: %s; want %s", Key, e.Value, e.Reason, PortRule)
 }

@@ -1,4 +1,4 @@
-package hook
+package annotation
 
 import (
 	"net/netip"
@@ -78,6 +78,31 @@ func TestParsePortsErrors(t *testing.T) {
 				t.Errorf("ParsePorts(%q) error\n got %s\nwant %s", tt.value, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestPortText(t *testing.T) {
+	tests := []struct {
+		text, want string
+	}{
+		{"5432", "127.0.0.1:5432:5432/tcp"},
+		{"[::1]:53:5353/udp", "[::1]:53:5353/udp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			var p Port
+			if err := p.UnmarshalText([]byte(tt.text)); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := p.MarshalText()
+			if string(b) != tt.want {
+				t.Errorf("MarshalText(UnmarshalText(%q)) = %q; want %q", tt.text, b, tt.want)
+			}
+		})
+	}
+	var p Port
+	if err := p.UnmarshalText([]byte("80,81")); err == nil || err.Error() != `port "80,81": want exactly one entry` {
+		t.Errorf("UnmarshalText(80,81) = %v; want the one-entry error", err)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/brothaman/brothaman-go/internal/cli"
 	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/record"
 	"github.com/sirupsen/logrus"
 )
 
@@ -83,7 +84,7 @@ func prestart(stdin io.Reader, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
-	uid, err := hook.HostUID()
+	uid, err := record.HostUID()
 	if err != nil {
 		return err
 	}
@@ -95,11 +96,11 @@ func prestart(stdin io.Reader, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
-	path, err := hook.StateDirPath()
+	path, err := record.StateDirPath()
 	if err != nil {
 		return err
 	}
-	dir, err := hook.OpenStateDir(path, true)
+	dir, err := record.OpenStateDir(path, true)
 	if err != nil {
 		return err
 	}
@@ -119,11 +120,11 @@ func poststop(stdin io.Reader, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
-	path, err := hook.StateDirPath()
+	path, err := record.StateDirPath()
 	if err != nil {
 		return err
 	}
-	dir, err := hook.OpenStateDir(path, false)
+	dir, err := record.OpenStateDir(path, false)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // nothing was ever recorded for this user
 	}

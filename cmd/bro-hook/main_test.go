@@ -16,7 +16,7 @@ import (
 
 	"github.com/brothaman/brothaman-go/internal/proctest"
 	"github.com/brothaman/brothaman-go/pkg/annotation"
-	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/record"
 )
 
 // The hook is tested as the runtime runs it: as a process, its state on
@@ -49,7 +49,7 @@ func runHook(t *testing.T, stateDir string, stdin []byte, args ...string) hookRe
 	}
 	cmd := exec.Command(self, args...)
 	// GORACE: under -race a process that exits 0 otherwise sleeps 1 s.
-	cmd.Env = []string{hookExecEnv + "=1", "PATH=/usr/bin:/bin", hook.StateDirEnv + "=" + stateDir, "GORACE=atexit_sleep_ms=0"}
+	cmd.Env = []string{hookExecEnv + "=1", "PATH=/usr/bin:/bin", record.StateDirEnv + "=" + stateDir, "GORACE=atexit_sleep_ms=0"}
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -264,7 +264,7 @@ func TestHookTwoPrestartsOneID(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("record mode: got %v; want 0600", fi.Mode().Perm())
 	}
-	d, err := hook.OpenStateDir(dir, false)
+	d, err := record.OpenStateDir(dir, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestHookPrestartPoststopRace(t *testing.T) {
 			t.Fatalf("round %d: files %q; want none or %s.json", round, files, id)
 		}
 		if len(files) == 1 {
-			d, err := hook.OpenStateDir(dir, false)
+			d, err := record.OpenStateDir(dir, false)
 			if err != nil {
 				t.Fatal(err)
 			}

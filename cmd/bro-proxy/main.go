@@ -20,9 +20,9 @@ import (
 
 	"github.com/brothaman/brothaman-go/internal/cli"
 	"github.com/brothaman/brothaman-go/pkg/fdpass"
-	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/brothaman/brothaman-go/pkg/proxy"
+	"github.com/brothaman/brothaman-go/pkg/record"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -234,15 +234,15 @@ func run(o *options, logger *logrus.Logger) error {
 func newBackend(o *options, log *logrus.Entry, mount bool, wrap func(ns.Sockets) ns.Sockets) (proxy.Backend, error) {
 	switch {
 	case o.container != "":
-		uid, err := hook.HostUID()
+		uid, err := record.HostUID()
 		if err != nil {
 			return nil, err
 		}
-		path, err := hook.StateDirPath()
+		path, err := record.StateDirPath()
 		if err != nil {
 			return nil, err
 		}
-		dir, err := hook.OpenStateDir(path, true)
+		dir, err := record.OpenStateDir(path, true)
 		if err != nil {
 			return nil, err
 		}
@@ -254,9 +254,9 @@ func newBackend(o *options, log *logrus.Entry, mount bool, wrap func(ns.Sockets)
 		}
 		return b, nil
 	case o.pid != 0:
-		var dir *hook.StateDir
-		if path, err := hook.StateDirPath(); err == nil {
-			if d, err := hook.OpenStateDir(path, false); err == nil {
+		var dir *record.StateDir
+		if path, err := record.StateDirPath(); err == nil {
+			if d, err := record.OpenStateDir(path, false); err == nil {
 				dir = d
 				defer dir.Close()
 			}

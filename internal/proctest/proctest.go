@@ -1,7 +1,8 @@
-// Package proctest starts the throwaway processes the tests of bro-hook and
-// pkg/hook inspect: a plain sleep, or a sleep in a network namespace of its
-// own (what a container is to the hook). Creating a namespace needs root;
-// make check and CI run the Go tests as root.
+// Package proctest starts the throwaway processes the tests of bro-hook,
+// pkg/hook and pkg/record inspect: a plain sleep, or a sleep in a network
+// namespace of its own (what a container is to the hook), or the pid of one
+// that is gone. Creating a namespace needs root; make check and CI run the Go
+// tests as root.
 package proctest
 
 import (
@@ -43,4 +44,16 @@ func Sleeper(t testing.TB, newNetNS bool) int {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Dead returns the pid of a process that has exited and been reaped: a pid
+// that names no process (until the kernel reuses it, which a test does not
+// wait for).
+func Dead(t testing.TB) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
 }

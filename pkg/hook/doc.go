@@ -1,16 +1,17 @@
-// Package hook is the OCI hook's side of Brothaman: the container state a
-// runtime writes to a hook's stdin, and the records of running containers that
+// Package hook is the OCI hook's own logic: the container state a runtime
+// writes to the hook's stdin (ReadState), and from it the record of a running
+// container (NewRecord) that bro-hook stores with package record and
 // bro-proxy follows. The bro.activate grammar is package annotation.
 //
-// Records live in a per-user state directory: /run/bro for root,
-// /run/user/UID/bro for a rootless user. A rootless Podman runs its hooks as
-// uid 0 inside the user's user namespace with no environment, so the owner
-// is found from /proc/self/uid_map, never from $XDG_RUNTIME_DIR. The directory
-// is 0700 and owned by that user; records are written with temp file + rename
-// relative to the open directory and read with O_NOFOLLOW, so a reader never
-// sees half a record and a planted symlink is never followed.
+// NewRecord identifies the container's process by pid and start time and its
+// network namespace by device and inode, names the container from
+// containers/storage (conmon's arguments as a fallback) and its systemd unit
+// from its cgroup. It refuses a container that shares the hook's own network
+// namespace.
 //
 // Privileges: none beyond those of the container's owner. Reading
 // /proc/PID/ns/net of a container process needs ptrace read access to it,
-// which the owner of its user namespace has.
+// which the owner of its user namespace has. The hook never enters a
+// namespace and links no cgo of its own. Poststop gets pid 0 (the process is
+// gone) and must never block a stop.
 package hook

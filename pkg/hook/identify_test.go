@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/brothaman/brothaman-go/internal/proctest"
+	"github.com/brothaman/brothaman-go/pkg/record"
 )
 
 // helperEnv makes the test binary a stand-in process (see TestMain).
@@ -84,7 +87,7 @@ func TestSystemdUnitOfSelf(t *testing.T) {
 		t.Errorf("SystemdUnit(self) = %q; want %q", got, want)
 	}
 	// A pid that is gone falls back to the caller's own cgroup.
-	if got := SystemdUnit(deadPID(t)); got != want {
+	if got := SystemdUnit(proctest.Dead(t)); got != want {
 		t.Errorf("SystemdUnit(dead pid) = %q; want %q", got, want)
 	}
 }
@@ -156,7 +159,7 @@ func TestContainerNameFromStorage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// Nothing above the test binary is conmon, so only storage can answer.
 			if got := ContainerName(tt.bundle, tt.id); got != tt.want {
-				t.Errorf("ContainerName(%s, %s) = %q; want %q", tt.bundle, ShortID(tt.id), got, tt.want)
+				t.Errorf("ContainerName(%s, %s) = %q; want %q", tt.bundle, record.ShortID(tt.id), got, tt.want)
 			}
 		})
 	}
@@ -242,7 +245,7 @@ func TestNameFromConmon(t *testing.T) {
 	if got := nameFromConmon(os.Getpid(), id); got != "" {
 		t.Errorf("nameFromConmon(self) = %q; want \"\"", got)
 	}
-	if got := nameFromConmon(deadPID(t), id); got != "" {
+	if got := nameFromConmon(proctest.Dead(t), id); got != "" {
 		t.Errorf("nameFromConmon(dead pid) = %q; want \"\"", got)
 	}
 }
@@ -251,17 +254,7 @@ func TestParentPID(t *testing.T) {
 	if got, want := parentPID(os.Getpid()), os.Getppid(); got != want {
 		t.Errorf("parentPID(self) = %d; want %d", got, want)
 	}
-	if got := parentPID(deadPID(t)); got != 0 {
+	if got := parentPID(proctest.Dead(t)); got != 0 {
 		t.Errorf("parentPID(dead pid) = %d; want 0", got)
 	}
-}
-
-// deadPID is the pid of a process that has exited and been reaped.
-func deadPID(t *testing.T) int {
-	t.Helper()
-	cmd := exec.Command("true")
-	if err := cmd.Run(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd.Process.Pid
 }

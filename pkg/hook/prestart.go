@@ -11,6 +11,7 @@ import (
 
 	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/ns"
+	"github.com/brothaman/brothaman-go/pkg/record"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -26,7 +27,7 @@ var ErrNoAnnotation = errors.New("container has no " + annotation.Key + " annota
 // refuses a malformed annotation (an *annotation.Error), a state without a pid,
 // a pid that is gone, and a container that shares the hook's own (the host's)
 // network namespace.
-func NewRecord(s *State, hostUID int) (*Record, error) {
+func NewRecord(s *State, hostUID int) (*record.Record, error) {
 	value, ok := s.Annotations[annotation.Key]
 	if !ok {
 		return nil, ErrNoAnnotation
@@ -36,39 +37,39 @@ func NewRecord(s *State, hostUID int) (*Record, error) {
 		return nil, err
 	}
 	if s.Pid <= 0 {
-		return nil, fmt.Errorf("container %s: state has no pid (stage must be prestart or createRuntime)", ShortID(s.ID))
+		return nil, fmt.Errorf("container %s: state has no pid (stage must be prestart or createRuntime)", record.ShortID(s.ID))
 	}
 	start, err := ns.StartTime(s.Pid)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: process %d is gone: %w", ShortID(s.ID), s.Pid, err)
+		return nil, fmt.Errorf("container %s: process %d is gone: %w", record.ShortID(s.ID), s.Pid, err)
 	}
 	h, err := ns.OpenNetNSOfPID(s.Pid)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", ShortID(s.ID), err)
+		return nil, fmt.Errorf("container %s: %w", record.ShortID(s.ID), err)
 	}
 	defer h.Close()
 	// thread-self: another thread of this process may sit in another
 	// namespace (a locked thread), and /proc/self names the main thread.
 	self, err := ns.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", ShortID(s.ID), err)
+		return nil, fmt.Errorf("container %s: %w", record.ShortID(s.ID), err)
 	}
 	same := self.Equal(h)
 	self.Close()
 	if same {
-		return nil, fmt.Errorf("container %s shares the host's network namespace (Network=host?): %s needs a container with its own", ShortID(s.ID), annotation.Key)
+		return nil, fmt.Errorf("container %s shares the host's network namespace (Network=host?): %s needs a container with its own", record.ShortID(s.ID), annotation.Key)
 	}
 	// The start time is read again after the namespace is open: if it still
 	// matches, the namespace belongs to the process we identified.
 	if again, err := ns.StartTime(s.Pid); err != nil || again != start {
-		return nil, fmt.Errorf("container %s: process %d exited while being recorded", ShortID(s.ID), s.Pid)
+		return nil, fmt.Errorf("container %s: process %d exited while being recorded", record.ShortID(s.ID), s.Pid)
 	}
 	netnsPath := networkNamespacePath(s.Bundle)
 	if netnsPath == "" {
 		netnsPath = fmt.Sprintf("/proc/%d/ns/net", s.Pid)
 	}
-	return &Record{
-		Version:    RecordVersion,
+	return &record.Record{
+		Version:    record.Version,
 		ID:         s.ID,
 		Name:       ContainerName(s.Bundle, s.ID),
 		Unit:       SystemdUnit(s.Pid),
@@ -105,34 +106,4 @@ func networkNamespacePath(bundle string) string {
 		}
 	}
 	return ""
-}
-
-// RemoveStale deletes records whose process is gone or whose pid now names
-// another process (poststop never ran: conmon was killed). It returns the ids
-// it removed.
-func (d *StateDir) RemoveStale() []string {
-	recs, _ := d.List()
-	var removed []string
-	for _, r := range recs {
-		if !r.Alive() {
-			if d.Remove(r.ID) == nil {
-				removed = append(removed, r.ID)
-			}
-		}
-	}
-	return removed
-}
-
-// Alive reports whether the recorded process still runs: same pid, same start
-// time.
-func (r *Record) Alive() bool {
-	return ns.Alive(r.PID, r.PIDStart)
-}
-
-// ShortID is the 12-character form of a container id that Podman prints.
-func ShortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

@@ -1,23 +1,50 @@
 package hook
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/brothaman/brothaman-go/internal/proctest"
 	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/ns"
+	"github.com/brothaman/brothaman-go/pkg/record"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
+
+const testID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// newStateDir opens a fresh state directory under t.TempDir.
+func newStateDir(t *testing.T) *record.StateDir {
+	t.Helper()
+	d, err := record.OpenStateDir(filepath.Join(t.TempDir(), "bro"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := json.Marshal(v)
+	mustDo(t, err)
+	mustDo(t, os.WriteFile(path, data, 0o600))
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
 
 func stateFor(id string, pid int, value string) *State {
 	s := &State{specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid}}
@@ -70,8 +97,8 @@ func TestNewRecord(t *testing.T) {
 			if err != nil {
 				t.Fatalf("NewRecord: %v", err)
 			}
-			want := &Record{
-				Version:    RecordVersion,
+			want := &record.Record{
+				Version:    record.Version,
 				ID:         testID,
 				Name:       tt.wantName,
 				Unit:       SystemdUnit(pid),
@@ -113,7 +140,7 @@ func TestNewRecord(t *testing.T) {
 
 func TestNewRecordErrors(t *testing.T) {
 	hostPID := proctest.Sleeper(t, false)
-	gone := deadPID(t)
+	gone := proctest.Dead(t)
 	shortID := testID[:12]
 	tests := []struct {
 		name  string
@@ -196,91 +223,5 @@ func TestNewRecordMalformedAnnotation(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-func TestRecordAlive(t *testing.T) {
-	pid := proctest.Sleeper(t, false)
-	start, err := ns.StartTime(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone := deadPID(t)
-	tests := []struct {
-		name string
-		rec  Record
-		want bool
-	}{
-		{"live process", Record{PID: pid, PIDStart: start}, true},
-		{"recycled pid (start time differs)", Record{PID: pid, PIDStart: start + 1}, false},
-		{"dead pid", Record{PID: gone, PIDStart: start}, false},
-		{"pid 0", Record{PID: 0}, false},
-		{"negative pid", Record{PID: -1}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.rec.Alive(); got != tt.want {
-				t.Errorf("Alive() of pid %d start %d = %v; want %v", tt.rec.PID, tt.rec.PIDStart, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestRemoveStale(t *testing.T) {
-	pid := proctest.Sleeper(t, false)
-	start, err := ns.StartTime(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone := deadPID(t)
-	d := newStateDir(t)
-	records := []struct {
-		id         string
-		pid        int
-		start      uint64
-		wantRemove bool
-	}{
-		{"live", pid, start, false},
-		{"dead", gone, start, true},
-		{"recycled", pid, start - 1, true},
-		{"live-too", pid, start, false},
-	}
-	var wantRemoved []string
-	for _, r := range records {
-		rec := testRecord(r.id)
-		rec.PID, rec.PIDStart = r.pid, r.start
-		mustDo(t, d.Write(rec))
-		if r.wantRemove {
-			wantRemoved = append(wantRemoved, r.id)
-		}
-	}
-	// A file that is not a record is neither removed nor a reason to stop.
-	mustDo(t, os.WriteFile(filepath.Join(d.Path, "junk.json"), []byte("{"), 0o600))
-
-	removed := d.RemoveStale()
-	sort.Strings(removed)
-	sort.Strings(wantRemoved)
-	if !reflect.DeepEqual(removed, wantRemoved) {
-		t.Errorf("RemoveStale() = %q; want %q", removed, wantRemoved)
-	}
-	assertOnlyFiles(t, d.Path, "junk.json", "live.json", "live-too.json")
-	if again := d.RemoveStale(); len(again) != 0 {
-		t.Errorf("second RemoveStale() = %q; want nothing", again)
-	}
-}
-
-func TestShort(t *testing.T) {
-	tests := []struct{ id, want string }{
-		{"", ""},
-		{"abc", "abc"},
-		{strings.Repeat("a", 12), strings.Repeat("a", 12)},
-		{testID, testID[:12]},
-	}
-	for _, tt := range tests {
-		t.Run(tt.id, func(t *testing.T) {
-			if got := ShortID(tt.id); got != tt.want {
-				t.Errorf("ShortID(%q) = %q; want %q", tt.id, got, tt.want)
-			}
-		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/brothaman/brothaman-go/pkg/record"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -44,26 +45,11 @@ func ReadState(r io.Reader) (*State, error) {
 	if s.ID == "" {
 		return nil, errors.New("invalid container state: missing required property: id")
 	}
-	if !validID(s.ID) {
+	if !record.ValidID(s.ID) {
 		return nil, fmt.Errorf("invalid container state: id %q: want 1-128 characters of [A-Za-z0-9_.-], not starting with '.'", s.ID)
 	}
 	if s.Pid < 0 {
 		return nil, fmt.Errorf("invalid container state: pid %d is negative", s.Pid)
 	}
 	return &s, nil
-}
-
-// validID accepts ids that are safe as file names in the state directory.
-func validID(id string) bool {
-	if id == "" || len(id) > 128 || id[0] == '.' {
-		return false
-	}
-	for _, c := range id {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }

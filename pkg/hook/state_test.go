@@ -11,6 +11,7 @@ import (
 	"testing/iotest"
 
 	"github.com/brothaman/brothaman-go/pkg/annotation"
+	"github.com/brothaman/brothaman-go/pkg/record"
 )
 
 const idRule = "want 1-128 characters of [A-Za-z0-9_.-], not starting with '.'"
@@ -195,7 +196,7 @@ func FuzzReadState(f *testing.F) {
 			}
 			return
 		}
-		if !validID(s.ID) {
+		if !record.ValidID(s.ID) {
 			t.Fatalf("ReadState(%q) accepted invalid id %q", data, s.ID)
 		}
 		if s.Pid < 0 {

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/ns"
+	"github.com/brothaman/brothaman-go/pkg/record"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -19,7 +19,7 @@ import (
 // process (pid + start time) or a namespace given on the command line.
 type Generation struct {
 	sockets ns.Sockets
-	rec     *hook.Record // nil unless following a container
+	rec     *record.Record // nil unless following a container
 	desc    string
 	since   time.Time // when it was found
 
@@ -27,7 +27,7 @@ type Generation struct {
 	ready     chan struct{} // closed at the first successful dial
 }
 
-func NewGeneration(s ns.Sockets, rec *hook.Record, desc string) *Generation {
+func NewGeneration(s ns.Sockets, rec *record.Record, desc string) *Generation {
 	return &Generation{sockets: s, rec: rec, desc: desc, since: time.Now(), ready: make(chan struct{})}
 }
 
@@ -62,8 +62,8 @@ func (s Static) Close()                                   { s.g.sockets.Close() 
 type Container struct {
 	name    string
 	uid     int
-	dir     *hook.StateDir
-	watch   *hook.Watcher
+	dir     *record.StateDir
+	watch   *record.Watcher
 	timeout time.Duration // --container-timeout
 	log     *logrus.Entry
 	starter *unitStarter // --start-unit, or nil
@@ -85,10 +85,10 @@ type Container struct {
 
 // ContainerConfig says which container a Container backend follows.
 type ContainerConfig struct {
-	Name    string         // the container's name, id, or quadlet unit
-	UID     int            // records of other users are refused
-	Dir     *hook.StateDir // bro-hook's records; the backend closes it
-	Timeout time.Duration  // how long a client waits for the container
+	Name    string           // the container's name, id, or quadlet unit
+	UID     int              // records of other users are refused
+	Dir     *record.StateDir // bro-hook's records; the backend closes it
+	Timeout time.Duration    // how long a client waits for the container
 	// Mount: some target is a unix socket path, resolved in the
 	// container's mount namespace.
 	Mount bool
@@ -156,7 +156,7 @@ func (s *Container) rescan() {
 	for _, err := range errs {
 		warn(err.Error(), "ignoring unreadable record: "+err.Error())
 	}
-	var pick *hook.Record
+	var pick *record.Record
 	for _, r := range recs {
 		if !r.Matches(s.name) {
 			continue
@@ -168,7 +168,7 @@ func (s *Container) rescan() {
 		if !r.Alive() {
 			// The process is gone or its pid names another process now:
 			// poststop has not run (yet), or never will (conmon killed).
-			warn("stale:"+r.ID, fmt.Sprintf("ignoring stale record %s of container %s: pid %d is gone or was reused (start time differs)", hook.ShortID(r.ID), r.Name, r.PID))
+			warn("stale:"+r.ID, fmt.Sprintf("ignoring stale record %s of container %s: pid %d is gone or was reused (start time differs)", record.ShortID(r.ID), r.Name, r.PID))
 			continue
 		}
 		pick = r
@@ -200,7 +200,7 @@ func (s *Container) rescan() {
 		// Sockets already made keep their namespace; only new ones stop.
 		old.sockets.Close()
 		if s.cur == nil {
-			repeatLog.log("gone", s.log.WithFields(logrus.Fields{"container": hook.ShortID(old.rec.ID), "pid": old.rec.PID}),
+			repeatLog.log("gone", s.log.WithFields(logrus.Fields{"container": record.ShortID(old.rec.ID), "pid": old.rec.PID}),
 				logrus.InfoLevel, "container gone; waiting for it to start again")
 		}
 	}
@@ -211,7 +211,7 @@ func (s *Container) rescan() {
 // enter verifies rec against the live process before entering anything:
 // the pid must still have the recorded start time (not a recycled pid) and
 // its network namespace the recorded device and inode.
-func (s *Container) enter(rec *hook.Record) (*Generation, error) {
+func (s *Container) enter(rec *record.Record) (*Generation, error) {
 	sockets, err := enterProcess(rec.PID, rec.PIDStart, &[2]uint64{rec.NetNSDev, rec.NetNSIno}, s.mount)
 	if err != nil {
 		return nil, fmt.Errorf("refusing container %s: %w", rec.Name, err)
@@ -219,7 +219,7 @@ func (s *Container) enter(rec *hook.Record) (*Generation, error) {
 	if s.wrap != nil {
 		sockets = s.wrap(sockets)
 	}
-	repeatLog.log("found", s.log.WithFields(logrus.Fields{"container": hook.ShortID(rec.ID), "name": rec.Name, "pid": rec.PID}),
+	repeatLog.log("found", s.log.WithFields(logrus.Fields{"container": record.ShortID(rec.ID), "name": rec.Name, "pid": rec.PID}),
 		logrus.InfoLevel, "container found; entered its network namespace")
 	return NewGeneration(sockets, rec, fmt.Sprintf("%s (pid %d)", rec.Name, rec.PID)), nil
 }
@@ -299,7 +299,7 @@ func (s *Container) neverSeen() bool {
 // bro-hook recorded a container with this pid, the namespace and start time
 // must match the record; the namespace must in any case belong to this user
 // (ns.Enter). mount: enter its mount namespace too (unix socket targets).
-func PID(pid int, dir *hook.StateDir, mount bool, wrap func(ns.Sockets) ns.Sockets) (Static, error) {
+func PID(pid int, dir *record.StateDir, mount bool, wrap func(ns.Sockets) ns.Sockets) (Static, error) {
 	start, err := ns.StartTime(pid)
 	if err != nil {
 		return Static{}, fmt.Errorf("--pid %d: %w", pid, err)

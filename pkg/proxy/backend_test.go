@@ -15,6 +15,7 @@ import (
 	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/ns"
+	"github.com/brothaman/brothaman-go/pkg/record"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -98,7 +99,7 @@ func startFakeContainer(t *testing.T, greeting string) *fakeContainer {
 	return &fakeContainer{cmd: cmd, port: ln.Addr().(*net.TCPAddr).Port}
 }
 
-func (f *fakeContainer) record(t *testing.T, id, name string) *hook.Record {
+func (f *fakeContainer) record(t *testing.T, id, name string) *record.Record {
 	t.Helper()
 	st := &hook.State{State: specs.State{ID: id, Pid: f.cmd.Process.Pid,
 		Annotations: map[string]string{annotation.Key: fmt.Sprint(f.port)}}}
@@ -128,11 +129,11 @@ func greet(t *testing.T, s Backend, port int) (string, error) {
 	return strings.TrimSpace(line), err
 }
 
-func openTestStateDir(t *testing.T) *hook.StateDir {
+func openTestStateDir(t *testing.T) *record.StateDir {
 	t.Helper()
 	p := t.TempDir()
 	os.Chmod(p, 0o700)
-	d, err := hook.OpenStateDir(p, false)
+	d, err := record.OpenStateDir(p, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,11 +189,11 @@ func TestContainerSourceRefusals(t *testing.T) {
 	c := startFakeContainer(t, "hello")
 	tests := []struct {
 		name   string
-		mangle func(*hook.Record)
+		mangle func(*record.Record)
 	}{
-		{"another user's record", func(r *hook.Record) { r.UID = 4242 }},
-		{"netns does not match", func(r *hook.Record) { r.NetNSIno++ }},
-		{"pid reused", func(r *hook.Record) { r.PIDStart-- }},
+		{"another user's record", func(r *record.Record) { r.UID = 4242 }},
+		{"netns does not match", func(r *record.Record) { r.NetNSIno++ }},
+		{"pid reused", func(r *record.Record) { r.PIDStart-- }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/brothaman/brothaman-go/pkg/hook"
+	"github.com/brothaman/brothaman-go/pkg/record"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -374,10 +374,10 @@ func (c *cold) floor() (total, fromSvc time.Duration, err error) {
 
 // waitRecord polls the hook's state directory for a live record of the
 // container: the OCI hook writes it at prestart, before PostgreSQL runs.
-func (c *cold) waitRecord(deadline time.Time) (*hook.Record, error) {
-	// Read the files directly: hook.OpenStateDir refuses, rightly, a
+func (c *cold) waitRecord(deadline time.Time) (*record.Record, error) {
+	// Read the files directly: record.OpenStateDir refuses, rightly, a
 	// directory that belongs to another uid, and we are root.
-	dir := hook.DefaultStateDir(c.uid)
+	dir := record.DefaultStateDir(c.uid)
 	for {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
@@ -385,7 +385,7 @@ func (c *cold) waitRecord(deadline time.Time) (*hook.Record, error) {
 			if err != nil {
 				continue
 			}
-			var r hook.Record
+			var r record.Record
 			if json.Unmarshal(b, &r) == nil && r.Matches(c.ctr) && r.Alive() {
 				return &r, nil
 			}

@@ -1,10 +1,12 @@
-package hook
+package record
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/brothaman/brothaman-go/internal/proctest"
 )
 
 // watchWait bounds how long a change may take to be signalled.
@@ -31,8 +33,12 @@ func TestWatcher(t *testing.T) {
 			change: func(t *testing.T, d *StateDir) { mustDo(t, d.Remove(testID)) },
 		},
 		{
-			name:   "remove stale",
-			before: func(t *testing.T, d *StateDir) { r := testRecord(testID); r.PID = deadPID(t); mustDo(t, d.Write(r)) },
+			name: "remove stale",
+			before: func(t *testing.T, d *StateDir) {
+				r := testRecord(testID)
+				r.PID = proctest.Dead(t)
+				mustDo(t, d.Write(r))
+			},
 			change: func(t *testing.T, d *StateDir) {
 				if got := d.RemoveStale(); len(got) != 1 {
 					t.Fatalf("RemoveStale() = %q; want one id", got)

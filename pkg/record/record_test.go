@@ -1,4 +1,4 @@
-package hook
+package record
 
 import (
 	"bytes"
@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/brothaman/brothaman-go/internal/proctest"
 	"github.com/brothaman/brothaman-go/pkg/annotation"
+	"github.com/brothaman/brothaman-go/pkg/ns"
+	"golang.org/x/sys/unix"
 )
 
 const testID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -35,7 +36,7 @@ func newStateDir(t *testing.T) *StateDir {
 
 func testRecord(id string) *Record {
 	return &Record{
-		Version:    RecordVersion,
+		Version:    Version,
 		ID:         id,
 		Name:       "web",
 		Unit:       "web.service",
@@ -201,7 +202,7 @@ func TestReadRefuses(t *testing.T) {
 				mustDo(t, os.Chown(path, 65534, 65534))
 			},
 			want: "read record %s: record does not belong to this user: file owned by uid 65534",
-			is:   ErrForeignRecord,
+			is:   ErrForeign,
 		},
 		{
 			name: "oversized",
@@ -351,7 +352,7 @@ func TestListAndFind(t *testing.T) {
 		{ID: "cccccccccccc3333", Name: "db"}, // a newer container with the same name
 	}
 	for i, r := range recs {
-		r.Version = RecordVersion
+		r.Version = Version
 		r.Created = base.Add(time.Duration(i) * time.Minute)
 		if err := d.Write(r); err != nil {
 			t.Fatal(err)
@@ -420,8 +421,8 @@ func TestListEmptyAndForeign(t *testing.T) {
 	if len(recs) != 1 || recs[0].ID != "mine" {
 		t.Errorf("List records = %v; want only mine", recs)
 	}
-	if len(errs) != 1 || !errors.Is(errs[0], ErrForeignRecord) {
-		t.Errorf("List errors = %v; want one wrapping ErrForeignRecord", errs)
+	if len(errs) != 1 || !errors.Is(errs[0], ErrForeign) {
+		t.Errorf("List errors = %v; want one wrapping ErrForeign", errs)
 	}
 	if r, _, err := d.Find("theirs"); err == nil {
 		t.Errorf("Find(theirs) = %+v; want the foreign record ignored", r)
@@ -591,5 +592,91 @@ func TestRemoveDuringList(t *testing.T) {
 	defer d2.Close()
 	if recs, errs := d2.List(); len(recs) != 0 || len(errs) != 0 {
 		t.Errorf("List after removing all = %v, %v; want nothing", recs, errs)
+	}
+}
+
+func TestRecordAlive(t *testing.T) {
+	pid := proctest.Sleeper(t, false)
+	start, err := ns.StartTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := proctest.Dead(t)
+	tests := []struct {
+		name string
+		rec  Record
+		want bool
+	}{
+		{"live process", Record{PID: pid, PIDStart: start}, true},
+		{"recycled pid (start time differs)", Record{PID: pid, PIDStart: start + 1}, false},
+		{"dead pid", Record{PID: gone, PIDStart: start}, false},
+		{"pid 0", Record{PID: 0}, false},
+		{"negative pid", Record{PID: -1}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.rec.Alive(); got != tt.want {
+				t.Errorf("Alive() of pid %d start %d = %v; want %v", tt.rec.PID, tt.rec.PIDStart, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRemoveStale(t *testing.T) {
+	pid := proctest.Sleeper(t, false)
+	start, err := ns.StartTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := proctest.Dead(t)
+	d := newStateDir(t)
+	records := []struct {
+		id         string
+		pid        int
+		start      uint64
+		wantRemove bool
+	}{
+		{"live", pid, start, false},
+		{"dead", gone, start, true},
+		{"recycled", pid, start - 1, true},
+		{"live-too", pid, start, false},
+	}
+	var wantRemoved []string
+	for _, r := range records {
+		rec := testRecord(r.id)
+		rec.PID, rec.PIDStart = r.pid, r.start
+		mustDo(t, d.Write(rec))
+		if r.wantRemove {
+			wantRemoved = append(wantRemoved, r.id)
+		}
+	}
+	// A file that is not a record is neither removed nor a reason to stop.
+	mustDo(t, os.WriteFile(filepath.Join(d.Path, "junk.json"), []byte("{"), 0o600))
+
+	removed := d.RemoveStale()
+	sort.Strings(removed)
+	sort.Strings(wantRemoved)
+	if !reflect.DeepEqual(removed, wantRemoved) {
+		t.Errorf("RemoveStale() = %q; want %q", removed, wantRemoved)
+	}
+	assertOnlyFiles(t, d.Path, "junk.json", "live.json", "live-too.json")
+	if again := d.RemoveStale(); len(again) != 0 {
+		t.Errorf("second RemoveStale() = %q; want nothing", again)
+	}
+}
+
+func TestShort(t *testing.T) {
+	tests := []struct{ id, want string }{
+		{"", ""},
+		{"abc", "abc"},
+		{strings.Repeat("a", 12), strings.Repeat("a", 12)},
+		{testID, testID[:12]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			if got := ShortID(tt.id); got != tt.want {
+				t.Errorf("ShortID(%q) = %q; want %q", tt.id, got, tt.want)
+			}
+		})
 	}
 }

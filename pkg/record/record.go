@@ -1,4 +1,4 @@
-package hook
+package record
 
 import (
 	"crypto/rand"
@@ -12,13 +12,13 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/brothaman/brothaman-go/pkg/annotation"
+	"github.com/brothaman/brothaman-go/pkg/ns"
+	"golang.org/x/sys/unix"
 )
 
-// RecordVersion is the schema version of records written by this package.
-const RecordVersion = 1
+// Version is the schema version of records written by this package.
+const Version = 1
 
 // maxRecordSize bounds what a reader accepts as a record.
 const maxRecordSize = 64 << 10
@@ -70,7 +70,7 @@ func (r *Record) Matches(name string) bool {
 // O_NOFOLLOW, then renamed over the old record. A reader sees the old record
 // or the new one, never part of one.
 func (d *StateDir) Write(r *Record) error {
-	if !validID(r.ID) {
+	if !ValidID(r.ID) {
 		return fmt.Errorf("write record: invalid container id %q", r.ID)
 	}
 	data, err := json.MarshalIndent(r, "", "  ")
@@ -102,7 +102,7 @@ func (d *StateDir) Write(r *Record) error {
 
 // Remove deletes the record of id. A missing record is not an error.
 func (d *StateDir) Remove(id string) error {
-	if !validID(id) {
+	if !ValidID(id) {
 		return fmt.Errorf("remove record: invalid container id %q", id)
 	}
 	if err := unix.Unlinkat(d.fd, id+recordSuffix, 0); err != nil && !errors.Is(err, unix.ENOENT) {
@@ -111,15 +111,15 @@ func (d *StateDir) Remove(id string) error {
 	return nil
 }
 
-// ErrForeignRecord is wrapped by Read for a record file or content that does
+// ErrForeign is wrapped by Read for a record file or content that does
 // not belong to the caller.
-var ErrForeignRecord = errors.New("record does not belong to this user")
+var ErrForeign = errors.New("record does not belong to this user")
 
 // Read loads the record of id. Files that are not regular (a FIFO, a device,
 // a symlink), are owned by another uid, are too large or hold a different id
 // are refused; a missing record returns an error wrapping os.ErrNotExist.
 func (d *StateDir) Read(id string) (*Record, error) {
-	if !validID(id) {
+	if !ValidID(id) {
 		return nil, fmt.Errorf("read record: invalid container id %q", id)
 	}
 	return d.readFile(id + recordSuffix)
@@ -146,7 +146,7 @@ func (d *StateDir) readFile(name string) (*Record, error) {
 		return nil, fmt.Errorf("read record %s/%s: not a regular file", d.Path, name)
 	}
 	if int(st.Uid) != os.Geteuid() {
-		return nil, fmt.Errorf("read record %s/%s: %w: file owned by uid %d", d.Path, name, ErrForeignRecord, st.Uid)
+		return nil, fmt.Errorf("read record %s/%s: %w: file owned by uid %d", d.Path, name, ErrForeign, st.Uid)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
 	if err != nil {
@@ -159,11 +159,11 @@ func (d *StateDir) readFile(name string) (*Record, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("decode record %s/%s: %w", d.Path, name, err)
 	}
-	if !validID(r.ID) || r.ID+recordSuffix != name {
+	if !ValidID(r.ID) || r.ID+recordSuffix != name {
 		return nil, fmt.Errorf("record %s/%s holds id %q", d.Path, name, r.ID)
 	}
-	if r.Version != RecordVersion {
-		return nil, fmt.Errorf("record %s/%s: version %d, want %d", d.Path, name, r.Version, RecordVersion)
+	if r.Version != Version {
+		return nil, fmt.Errorf("record %s/%s: version %d, want %d", d.Path, name, r.Version, Version)
 	}
 	return &r, nil
 }
@@ -223,4 +223,51 @@ func (d *StateDir) Find(name string) (*Record, []error, error) {
 		}
 	}
 	return nil, errs, fmt.Errorf("no record for container %q in %s: %w", name, d.Path, os.ErrNotExist)
+}
+
+// RemoveStale deletes records whose process is gone or whose pid now names
+// another process (poststop never ran: conmon was killed). It returns the ids
+// it removed.
+func (d *StateDir) RemoveStale() []string {
+	recs, _ := d.List()
+	var removed []string
+	for _, r := range recs {
+		if !r.Alive() {
+			if d.Remove(r.ID) == nil {
+				removed = append(removed, r.ID)
+			}
+		}
+	}
+	return removed
+}
+
+// Alive reports whether the recorded process still runs: same pid, same start
+// time.
+func (r *Record) Alive() bool {
+	return ns.Alive(r.PID, r.PIDStart)
+}
+
+// ShortID is the 12-character form of a container id that Podman prints.
+func ShortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// ValidID reports whether id is a container id this package stores: 1-128
+// characters of [A-Za-z0-9_.-], not starting with '.', so that it is safe
+// as a file name in the state directory (temp files start with '.').
+func ValidID(id string) bool {
+	if id == "" || len(id) > 128 || id[0] == '.' {
+		return false
+	}
+	for _, c := range id {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,279 @@
+package handoff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// nativeArch is the AUDIT_ARCH_* value of notifications from this
+// architecture's own system call ABI; the numbers of unix.SYS_BIND and
+// unix.SYS_LISTEN hold for it only. Calls through a compat ABI (i386 on
+// x86_64, arm on arm64) continue unchanged. x32 calls carry the x86_64 arch
+// with __X32_SYSCALL_BIT in the number, so they never match either.
+var nativeArch = map[string]uint32{
+	"amd64":   unix.AUDIT_ARCH_X86_64,
+	"arm64":   unix.AUDIT_ARCH_AARCH64,
+	"ppc64le": unix.AUDIT_ARCH_PPC64LE,
+	"s390x":   unix.AUDIT_ARCH_S390X,
+	"riscv64": unix.AUDIT_ARCH_RISCV64,
+}[runtime.GOARCH]
+
+// Handler answers the notifications of seccomp listeners, one Serve per
+// listener, giving out the sockets of Table. The zero Handler has no sockets
+// and lets every call continue.
+type Handler struct {
+	Table *Table
+	Log   *logrus.Entry // nil discards
+}
+
+// answer is what a notification gets.
+type answer int
+
+const (
+	proceed answer = iota // SECCOMP_USER_NOTIF_FLAG_CONTINUE: the kernel runs the call
+	succeed               // return 0 without running the call
+)
+
+// Serve answers the notifications of seccomp listener fd until every process
+// under its filter has exited (nil), ctx is done (ctx.Err()), or the listener
+// fails (an error). It owns fd and closes it before returning.
+//
+// A failure with one notification (the target exited, its memory or
+// descriptor unreadable) is logged and the call continues unchanged: it never
+// ends Serve.
+func (h *Handler) Serve(ctx context.Context, fd int) error {
+	n, err := newNotifyFD(fd)
+	if err != nil {
+		unix.Close(fd)
+		return err
+	}
+	// Non-blocking, the descriptor joins Go's poller: no thread sits in an
+	// ioctl, and closing the file ends the wait.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("seccomp listener %d: set non-blocking: %w", fd, err)
+	}
+	f := os.NewFile(uintptr(fd), "seccomp-listener")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("seccomp listener %d: %w", fd, err)
+	}
+	stop := context.AfterFunc(ctx, func() { f.Close() })
+	defer stop()
+	log := h.Log
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		log = logrus.NewEntry(l)
+	}
+	for {
+		var hup bool
+		var lerr error
+		// Everything happens inside Read, which holds the descriptor open:
+		// a concurrent Close cannot let its number be reused under us.
+		err := rc.Read(func(fd uintptr) bool {
+			ready, hangup, err := pollNow(int(fd))
+			switch {
+			case err != nil:
+				lerr = err
+				return true
+			case hangup:
+				hup = true
+				return true
+			case !ready:
+				return false
+			}
+			req, err := n.receive()
+			if errors.Is(err, errGone) {
+				return true
+			}
+			if err != nil {
+				lerr = err
+				return true
+			}
+			h.handle(n, req, log)
+			return true
+		})
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			return fmt.Errorf("wait for seccomp notifications: %w", err)
+		case lerr != nil:
+			return lerr
+		case hup:
+			return nil
+		}
+	}
+}
+
+// pollNow reports, without waiting, whether a notification is pending and
+// whether every process under the filter has exited (POLLHUP, Linux 5.8).
+func pollNow(fd int) (ready, hangup bool, err error) {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(p, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false, false, fmt.Errorf("poll seccomp listener: %w", err)
+		}
+		return p[0].Revents&unix.POLLIN != 0, p[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0, nil
+	}
+}
+
+// handle decides and answers one notification.
+func (h *Handler) handle(n *notifyFD, req seccompNotif, log *logrus.Entry) {
+	ans, err := proceed, error(nil)
+	var name string
+	if h.Table != nil && req.Data.Arch == nativeArch {
+		switch req.Data.Nr {
+		case unix.SYS_BIND:
+			name = "bind"
+			ans, err = h.bind(n, &req, log)
+		case unix.SYS_LISTEN:
+			name = "listen"
+			ans, err = h.listen(n, &req)
+		}
+	}
+	log = log.WithFields(logrus.Fields{"tid": req.Pid, "syscall": name, "fd": int32(req.Data.Args[0])})
+	switch {
+	case errors.Is(err, errGone):
+		log.Debug("target no longer waits")
+		return
+	case err != nil:
+		log.WithError(err).Warn("cannot inspect the call; it continues unchanged")
+		ans = proceed
+	}
+	if ans == proceed {
+		err = n.continueCall(req.ID)
+	} else {
+		err = n.respond(req.ID, 0, 0, 0)
+	}
+	switch {
+	case errors.Is(err, errGone):
+		log.Debug("target no longer waits")
+	case err != nil:
+		log.WithError(err).Warn("cannot answer")
+	}
+}
+
+// bind gives the target the host socket for the port and type of its bind(),
+// if the Table has one and nobody holds it. The sockaddr is read first and
+// only a matching port costs a pidfd; ID_VALID after all reads makes sure
+// they were of the thread still stopped in this call.
+func (h *Handler) bind(n *notifyFD, req *seccompNotif, log *logrus.Entry) (answer, error) {
+	tid := int(req.Pid)
+	fd := int(int32(req.Data.Args[0]))
+	addr := uintptr(req.Data.Args[1])
+	addrlen := int(uint32(req.Data.Args[2]))
+	if addrlen < 2 || fd < 0 {
+		return proceed, nil
+	}
+	buf := make([]byte, min(addrlen, unix.SizeofSockaddrInet6))
+	if err := readMem(tid, addr, buf); err != nil {
+		return proceed, err
+	}
+	family, port, ok := parseSockaddr(buf, addrlen)
+	if !ok || !h.Table.byPort(port) {
+		return proceed, nil
+	}
+	pid, pidfd, err := openTarget(tid)
+	if err != nil {
+		return proceed, err
+	}
+	kept := false
+	defer func() {
+		if !kept {
+			unix.Close(pidfd)
+		}
+	}()
+	ts, err := inspectFD(pidfd, fd)
+	if err != nil {
+		return proceed, err
+	}
+	if err := n.valid(req.ID); err != nil {
+		return proceed, err
+	}
+	if ts.notASocket || ts.family != family {
+		return proceed, nil // the kernel refuses it as it would have
+	}
+	if h.Table.identify(ts.dev, ts.ino) != nil {
+		// Already the host socket, which is bound: a bind() restarted after
+		// a signal interrupted the first answer, once the socket was in.
+		return succeed, nil
+	}
+	s := h.Table.lookup(port, ts.typ)
+	if s == nil {
+		return proceed, nil
+	}
+	log = log.WithFields(logrus.Fields{"pid": pid, "port": port, "type": typeName(s.Type)})
+	if !h.Table.claim(s, pidfd) {
+		log.Info("host socket held by another process; this bind proceeds normally")
+		return proceed, nil
+	}
+	kept = true
+	// FD_CLOEXEC is the descriptor's, not the socket's: keep the target's
+	// when fdinfo tells it, else assume close-on-exec, as servers that
+	// create sockets with SOCK_CLOEXEC expect.
+	var flags uint32 = unix.O_CLOEXEC
+	if cloexec, ok := fdCloexec(pid, fd); ok && !cloexec {
+		flags = 0
+	}
+	if err := n.installFD(req.ID, s.FD, fd, flags); err != nil {
+		h.Table.release(s, pidfd)
+		return proceed, err
+	}
+	log.Info("gave the host socket to bind()")
+	return succeed, nil
+}
+
+// listen answers success for a listen() on a host socket that listens
+// already, without running it: the server's backlog argument would replace
+// the host socket's (systemd's Backlog=). Every other listen() continues.
+func (h *Handler) listen(n *notifyFD, req *seccompNotif) (answer, error) {
+	fd := int(int32(req.Data.Args[0]))
+	if fd < 0 {
+		return proceed, nil
+	}
+	_, pidfd, err := openTarget(int(req.Pid))
+	if err != nil {
+		return proceed, err
+	}
+	defer unix.Close(pidfd)
+	ts, err := inspectFD(pidfd, fd)
+	if err != nil {
+		return proceed, err
+	}
+	if err := n.valid(req.ID); err != nil {
+		return proceed, err
+	}
+	if s := h.Table.identify(ts.dev, ts.ino); s != nil && s.listening {
+		return succeed, nil
+	}
+	return proceed, nil
+}
+
+// openTarget returns the process id of thread tid and a pidfd for it. The
+// caller checks ID_VALID afterwards: only then is it sure the pid was not
+// reused in between.
+func openTarget(tid int) (pid, pidfd int, err error) {
+	pid, err = tgid(tid)
+	if err != nil {
+		return 0, -1, err
+	}
+	pidfd, err = unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return 0, -1, fmt.Errorf("pidfd_open(%d): %w", pid, err)
+	}
+	return pid, pidfd, nil
+}

@@ -8,8 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/brothaman/brothaman-go/internal/proc"
 )
 
 // How bro-hook knows which container is which.
@@ -101,20 +102,11 @@ func cmdline(pid int) []string {
 }
 
 func parentPID(pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return 0
 	}
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0
-	}
-	f := bytes.Fields(data[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	p, _ := strconv.Atoi(string(f[1]))
-	return p
+	return st.PPID
 }
 
 // SystemdUnit returns the service unit whose cgroup holds pid, else the one

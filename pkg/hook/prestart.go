@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/proc"
 	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/brothaman/brothaman-go/pkg/record"
@@ -39,7 +40,7 @@ func NewRecord(s *State, hostUID int) (*record.Record, error) {
 	if s.Pid <= 0 {
 		return nil, fmt.Errorf("container %s: state has no pid (stage must be prestart or createRuntime)", record.ShortID(s.ID))
 	}
-	start, err := ns.StartTime(s.Pid)
+	start, err := proc.StartTime(s.Pid)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: process %d is gone: %w", record.ShortID(s.ID), s.Pid, err)
 	}
@@ -61,7 +62,7 @@ func NewRecord(s *State, hostUID int) (*record.Record, error) {
 	}
 	// The start time is read again after the namespace is open: if it still
 	// matches, the namespace belongs to the process we identified.
-	if again, err := ns.StartTime(s.Pid); err != nil || again != start {
+	if again, err := proc.StartTime(s.Pid); err != nil || again != start {
 		return nil, fmt.Errorf("container %s: process %d exited while being recorded", record.ShortID(s.ID), s.Pid)
 	}
 	netnsPath := networkNamespacePath(s.Bundle)

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/proc"
 	"github.com/brothaman/brothaman-go/internal/proctest"
 	"github.com/brothaman/brothaman-go/pkg/annotation"
-	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/brothaman/brothaman-go/pkg/record"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -56,7 +56,7 @@ func stateFor(id string, pid int, value string) *State {
 
 func TestNewRecord(t *testing.T) {
 	pid := proctest.Sleeper(t, true)
-	start, err := ns.StartTime(pid)
+	start, err := proc.StartTime(pid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,9 @@
 package ns
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,50 +98,4 @@ func (h *Handle) OwnerUID() (int, error) {
 		return -1, fmt.Errorf("get owner of user namespace %s: %w", h, errno)
 	}
 	return int(uid), nil
-}
-
-// StartTime is field 22 of /proc/PID/stat, the process's start time in clock
-// ticks since boot. A pid and its start time name one process for the life
-// of the system: a recycled pid has a later start time.
-func StartTime(pid int) (uint64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read start time of pid %d: %w", pid, err)
-	}
-	return parseStartTime(data)
-}
-
-// Alive reports whether pid runs and is the process that started at start:
-// not gone, not a zombie waiting to be reaped, not a recycled pid.
-func Alive(pid int, start uint64) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	st, err := parseStartTime(data)
-	if err != nil || st != start {
-		return false
-	}
-	i := bytes.LastIndexByte(data, ')')
-	f := bytes.Fields(data[i+1:])
-	return len(f) > 0 && f[0][0] != 'Z' && f[0][0] != 'X'
-}
-
-func parseStartTime(stat []byte) (uint64, error) {
-	// comm (field 2) is in parentheses and may hold spaces and ')': the
-	// fields after it start after the last ')'.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("parse /proc/PID/stat: no ')'")
-	}
-	fields := bytes.Fields(stat[i+1:])
-	// fields[0] is field 3 (state); starttime is field 22.
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("parse /proc/PID/stat: %d fields after comm, want at least 20", len(fields))
-	}
-	v, err := strconv.ParseUint(string(fields[19]), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc/PID/stat starttime %q: %w", fields[19], err)
-	}
-	return v, nil
 }

@@ -15,21 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestParseStartTime(t *testing.T) {
-	stat := []byte("4242 (we) ird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 10000 100")
-	got, err := parseStartTime(stat)
-	if err != nil || got != 987654 {
-		t.Fatalf("parseStartTime = %d, %v; want 987654", got, err)
-	}
-	if _, err := parseStartTime([]byte("1 (x) S 1")); err == nil {
-		t.Fatal("parseStartTime of a short line succeeded")
-	}
-	self, err := StartTime(os.Getpid())
-	if err != nil || self == 0 {
-		t.Fatalf("StartTime(self) = %d, %v", self, err)
-	}
-}
-
 func TestParseTarget(t *testing.T) {
 	tests := []struct{ network, addr, want, err string }{
 		{"tcp", "127.0.0.1:5432", "tcp:127.0.0.1:5432", ""},

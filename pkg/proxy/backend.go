@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/proc"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/brothaman/brothaman-go/pkg/record"
 	"github.com/sirupsen/logrus"
@@ -300,7 +301,7 @@ func (s *Container) neverSeen() bool {
 // must match the record; the namespace must in any case belong to this user
 // (ns.Enter). mount: enter its mount namespace too (unix socket targets).
 func PID(pid int, dir *record.StateDir, mount bool, wrap func(ns.Sockets) ns.Sockets) (Static, error) {
-	start, err := ns.StartTime(pid)
+	start, err := proc.StartTime(pid)
 	if err != nil {
 		return Static{}, fmt.Errorf("--pid %d: %w", pid, err)
 	}
@@ -381,7 +382,7 @@ func enterProcess(pid int, start uint64, netns *[2]uint64, mount bool) (ns.Socke
 	if netns != nil && !h.Is(netns[0], netns[1]) {
 		return nil, fmt.Errorf("pid %d is in network namespace %d:%d, the record says %d:%d", pid, h.Dev, h.Ino, netns[0], netns[1])
 	}
-	if st, err := ns.StartTime(pid); err != nil || st != start {
+	if st, err := proc.StartTime(pid); err != nil || st != start {
 		return nil, fmt.Errorf("pid %d was reused or exited (start time %d, expected %d)", pid, st, start)
 	}
 	var s ns.Sockets
@@ -398,7 +399,7 @@ func enterProcess(pid int, start uint64, netns *[2]uint64, mount bool) (ns.Socke
 	if err != nil {
 		return nil, fmt.Errorf("enter the namespaces of pid %d: %w", pid, err)
 	}
-	if st, err := ns.StartTime(pid); err != nil || st != start {
+	if st, err := proc.StartTime(pid); err != nil || st != start {
 		s.Close()
 		return nil, fmt.Errorf("pid %d exited while its namespaces were entered", pid)
 	}

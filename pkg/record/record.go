@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/proc"
 	"github.com/brothaman/brothaman-go/pkg/annotation"
-	"github.com/brothaman/brothaman-go/pkg/ns"
 	"golang.org/x/sys/unix"
 )
 
@@ -244,7 +244,7 @@ func (d *StateDir) RemoveStale() []string {
 // Alive reports whether the recorded process still runs: same pid, same start
 // time.
 func (r *Record) Alive() bool {
-	return ns.Alive(r.PID, r.PIDStart)
+	return proc.Alive(r.PID, r.PIDStart)
 }
 
 // ShortID is the 12-character form of a container id that Podman prints.

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/proc"
 	"github.com/brothaman/brothaman-go/internal/proctest"
 	"github.com/brothaman/brothaman-go/pkg/annotation"
-	"github.com/brothaman/brothaman-go/pkg/ns"
 	"golang.org/x/sys/unix"
 )
 
@@ -597,7 +597,7 @@ func TestRemoveDuringList(t *testing.T) {
 
 func TestRecordAlive(t *testing.T) {
 	pid := proctest.Sleeper(t, false)
-	start, err := ns.StartTime(pid)
+	start, err := proc.StartTime(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +624,7 @@ func TestRecordAlive(t *testing.T) {
 
 func TestRemoveStale(t *testing.T) {
 	pid := proctest.Sleeper(t, false)
-	start, err := ns.StartTime(pid)
+	start, err := proc.StartTime(pid)
 	if err != nil {
 		t.Fatal(err)
 	}

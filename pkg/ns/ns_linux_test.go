@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,4 +184,74 @@ func countFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// userNSSleeper runs `sleep 60` in a new user, network and mount namespace
+// created by uid (as root: any uid), and returns its network and mount
+// namespaces once the process is sleep. Root only.
+func userNSSleeper(t *testing.T, uid uint32) (netns, mntns *Handle) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root to create namespaces as another uid: run the Go tests as root, as make check and CI do")
+	}
+	cmd := exec.Command("unshare", "--user", "--net", "--mount", "sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid))
+		if err == nil && string(comm) == "sleep\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v did not become sleep within 5s (comm %q, %v)", cmd.Args, comm, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h, err := OpenNetNSOfPID(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	m, err := Open(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return h, m
+}
+
+func TestEnterRefusesAnotherUsersNamespace(t *testing.T) {
+	h, hm := userNSSleeper(t, 65534)
+	m, err := Open(fmt.Sprintf("/proc/%d/ns/mnt", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	notOwner := fmt.Sprintf("network namespace %s belongs to a user namespace of uid 65534, not 0: namespace is not owned by this user", h)
+	tests := []struct {
+		name  string
+		enter func() (Sockets, error)
+		want  string
+	}{
+		{"Enter", func() (Sockets, error) { return Enter(h) }, notOwner},
+		{"EnterMount", func() (Sockets, error) { return EnterMount(h, hm) }, notOwner},
+		{"EnterMount of another user namespace's mount namespace", func() (Sockets, error) { return EnterMount(h, m) },
+			fmt.Sprintf("mount namespace %s and network namespace %s belong to different user namespaces: namespace is not owned by this user", m, h)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := tt.enter()
+			if err == nil {
+				s.Close()
+				t.Fatalf("entered a namespace of uid 65534's user namespace; want %s", tt.want)
+			}
+			if !errors.Is(err, ErrNotOwner) || err.Error() != tt.want {
+				t.Fatalf("got %v; want %s (wrapping ErrNotOwner)", err, tt.want)
+			}
+		})
+	}
 }

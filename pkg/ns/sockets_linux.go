@@ -95,20 +95,12 @@ func Enter(h *Handle) (Sockets, error) {
 		return nil, err
 	}
 	defer owner.Close()
-	self, err := Open("/proc/self/ns/user")
+	own, err := checkOwner(h, owner)
 	if err != nil {
 		return nil, err
 	}
-	defer self.Close()
-	if owner.Equal(self) {
+	if own {
 		return newThread(h)
-	}
-	uid, err := owner.OwnerUID()
-	if err != nil {
-		return nil, err
-	}
-	if euid := os.Geteuid(); uid != euid {
-		return nil, fmt.Errorf("network namespace %s belongs to a user namespace of uid %d, not %d: %w", h, uid, euid, ErrNotOwner)
 	}
 	return startHelper(owner, h, nil)
 }
@@ -134,22 +126,39 @@ func EnterMount(h, m *Handle) (Sockets, error) {
 	if !owner.Equal(mowner) {
 		return nil, fmt.Errorf("mount namespace %s and network namespace %s belong to different user namespaces: %w", m, h, ErrNotOwner)
 	}
-	self, err := Open("/proc/self/ns/user")
+	own, err := checkOwner(h, owner)
 	if err != nil {
 		return nil, err
+	}
+	if own {
+		return startHelper(nil, h, m)
+	}
+	return startHelper(owner, h, m)
+}
+
+// checkOwner is the one owner check before a namespace is entered: owner is
+// the user namespace that owns network namespace h. own reports that owner
+// is the caller's own user namespace (joining needs CAP_SYS_ADMIN there, and
+// no user namespace is joined). Otherwise owner must have been created by the
+// caller's effective uid, whose child user namespace it then is (a helper
+// joins it first); if not, the error wraps ErrNotOwner.
+func checkOwner(h, owner *Handle) (own bool, err error) {
+	self, err := Open("/proc/self/ns/user")
+	if err != nil {
+		return false, err
 	}
 	defer self.Close()
 	if owner.Equal(self) {
-		return startHelper(nil, h, m)
+		return true, nil
 	}
 	uid, err := owner.OwnerUID()
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	if euid := os.Geteuid(); uid != euid {
-		return nil, fmt.Errorf("network namespace %s belongs to a user namespace of uid %d, not %d: %w", h, uid, euid, ErrNotOwner)
+		return false, fmt.Errorf("network namespace %s belongs to a user namespace of uid %d, not %d: %w", h, uid, euid, ErrNotOwner)
 	}
-	return startHelper(owner, h, m)
+	return false, nil
 }
 
 // thread creates sockets from one goroutine locked to an OS thread that has

@@ -21,6 +21,7 @@ import (
 	"github.com/brothaman/brothaman-go/internal/cli"
 	"github.com/brothaman/brothaman-go/pkg/fdpass"
 	"github.com/brothaman/brothaman-go/pkg/ns"
+	_ "github.com/brothaman/brothaman-go/pkg/ns/nsenter" // the namespace helper's constructor (ns.RunHelper)
 	"github.com/brothaman/brothaman-go/pkg/proxy"
 	"github.com/brothaman/brothaman-go/pkg/record"
 	"github.com/coreos/go-systemd/v22/daemon"

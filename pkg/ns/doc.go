@@ -18,14 +18,20 @@
 //     (rootless Podman): an unprivileged user has every capability there, but
 //     setns(CLONE_NEWUSER) is refused to a multi-threaded process, and a Go
 //     process always is. So a helper is started from /proc/self/exe; a cgo
-//     constructor (nsenter_linux.c) joins the user and network namespaces
-//     from descriptors the parent opened and verified, before the Go runtime
-//     starts any thread, as runc's nsenter does. The helper then answers
-//     socket requests over a SOCK_SEQPACKET pair with SCM_RIGHTS. It needs no
-//     setuid bit and no file capability, and can enter nothing its user could
-//     not enter with nsenter(1).
+//     constructor (package nsenter, which only bro-proxy's main imports)
+//     joins the user and network namespaces from descriptors the parent
+//     opened and verified, before the Go runtime starts any thread, as runc's
+//     nsenter does. The helper then answers socket requests over a
+//     SOCK_SEQPACKET pair with SCM_RIGHTS. It needs no setuid bit and no file
+//     capability, and can enter nothing its user could not enter with
+//     nsenter(1). Its namespaces are checked after its first answer: a binary
+//     that starts helpers without linking nsenter is refused
+//     (ErrNoConstructor), never served from the wrong namespace.
 //
 // A namespace owned by a user namespace the caller neither is in nor owns is
 // refused before anything is entered. Every namespace is held as an open
 // descriptor, checked to be on nsfs, and compared by device and inode.
+//
+// The package has no cgo of its own: bro-hook uses its handles without
+// linking the constructor, and builds with CGO_ENABLED=0.
 package ns

@@ -15,7 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// helperEnv selects the constructor's work in the child (see nsenter_linux.c).
+// helperEnv selects the constructor's work in the child (see
+// nsenter/nsenter_linux.c).
 const helperEnv = "_BRO_NSENTER"
 
 // helperCtlFD is where the child finds its end of the request socket.
@@ -23,6 +24,10 @@ const helperCtlFD = 3
 
 // ErrHelperExited is returned by a helper's Socket once the helper is gone.
 var ErrHelperExited = errors.New("namespace helper exited")
+
+// ErrNoConstructor is wrapped when a helper did not join the namespaces it
+// was started for: its binary does not link package nsenter.
+var ErrNoConstructor = errors.New("this binary does not link github.com/brothaman/brothaman-go/pkg/ns/nsenter")
 
 // helper is a child process that sits in the target namespaces and answers
 // socket requests: 12 bytes (domain, type, protocol as int32) in, 4 bytes
@@ -71,15 +76,45 @@ func startHelper(userns, netns, mntns *Handle) (*helper, error) {
 		return nil, fmt.Errorf("start namespace helper: %w", err)
 	}
 	h := &helper{conn: conn.(*net.UnixConn), cmd: cmd}
-	// The first answer proves the child joined both namespaces; a failed
-	// setns makes it exit and the request see EOF.
+	// The first answer proves the child got past its constructor (a failed
+	// setns makes it exit and the request see EOF) and into RunHelper.
 	fd, err := h.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("start namespace helper: %w", err)
 	}
 	unix.Close(fd)
+	// Its namespaces are final by then: check they are the ones asked for.
+	// A binary that does not link package nsenter starts a helper that
+	// never left ours.
+	for _, want := range []struct {
+		kind string
+		h    *Handle
+	}{{"user", userns}, {"net", netns}, {"mnt", mntns}} {
+		if want.h == nil {
+			continue
+		}
+		if err := h.in(want.kind, want.h); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("start namespace helper: %w", err)
+		}
+	}
 	return h, nil
+}
+
+// in checks that the helper process is in namespace want of the given kind
+// (user, net or mnt), through the parent's own /proc.
+func (h *helper) in(kind string, want *Handle) error {
+	pid := h.cmd.Process.Pid
+	got, err := Open(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
+	if err != nil {
+		return err
+	}
+	defer got.Close()
+	if !got.Equal(want) {
+		return fmt.Errorf("helper (pid %d) is in %s namespace %s, not %s: %w", pid, kind, got, want, ErrNoConstructor)
+	}
+	return nil
 }
 
 func (h *helper) Socket(domain, typ, proto int) (int, error) {

@@ -8,13 +8,25 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	_ "github.com/brothaman/brothaman-go/pkg/ns/nsenter" // the helper's constructor, as in bro-proxy
 	"golang.org/x/sys/unix"
 )
+
+// TestMain serves as the namespace helper when Enter re-executes the test
+// binary, as bro-proxy's main does.
+func TestMain(m *testing.M) {
+	if IsHelper() {
+		RunHelper() // never returns
+	}
+	os.Exit(m.Run())
+}
 
 func TestParseTarget(t *testing.T) {
 	tests := []struct{ network, addr, want, err string }{
@@ -253,5 +265,184 @@ func TestEnterRefusesAnotherUsersNamespace(t *testing.T) {
 				t.Fatalf("got %v; want %s (wrapping ErrNotOwner)", err, tt.want)
 			}
 		})
+	}
+}
+
+// childUserNS runs `sleep 60` as root in a new user namespace (root's own
+// child, root mapped to root) and network namespace with loopback up, and
+// returns its network namespace: what a rootless container is to its user.
+// Root only.
+func childUserNS(t *testing.T) *Handle {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root to create namespaces: run the Go tests as root, as make check and CI do")
+	}
+	cmd := exec.Command("unshare", "--user", "--map-root-user", "--net", "sh", "-c", "ip link set lo up && exec sleep 60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid))
+		if err == nil && string(comm) == "sleep\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v did not become sleep within 5s (comm %q, %v)", cmd.Args, comm, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h, err := OpenNetNSOfPID(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// socketNetNS is the network namespace a socket was made in (SIOCGSKNS).
+func socketNetNS(t *testing.T, fd int) *Handle {
+	t.Helper()
+	nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
+	if err != nil {
+		t.Fatalf("SIOCGSKNS: %v", err)
+	}
+	h, err := fromFile(os.NewFile(uintptr(nsfd), "netns"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestHelperEntersChildUserNamespace goes the rootless way: the namespace
+// belongs to a child user namespace, so a helper re-executed from this test
+// binary joins both (the constructor of package nsenter) and passes sockets
+// back. A listener made through it and a connection dialled through it meet
+// inside that namespace.
+func TestHelperEntersChildUserNamespace(t *testing.T) {
+	h := childUserNS(t)
+	s, err := Enter(h)
+	if err != nil {
+		t.Fatalf("Enter: %v", err)
+	}
+	defer s.Close()
+	if _, ok := s.(*helper); !ok {
+		t.Fatalf("Enter of a child user namespace's netns gave %T; want the helper", s)
+	}
+	fd, err := s.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatalf("Socket through the helper: %v", err)
+	}
+	in := socketNetNS(t, fd)
+	defer in.Close()
+	if !in.Equal(h) {
+		t.Fatalf("helper's socket is in %s; want %s", in, h)
+	}
+	mustDo(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	mustDo(t, unix.Listen(fd, 1))
+	ln, err := net.FileListener(os.NewFile(uintptr(fd), "listener"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	target, _ := ParseTarget("tcp", ln.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, s, target)
+	if err != nil {
+		t.Fatalf("Dial through the helper: %v", err)
+	}
+	defer c.Close()
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo = %q, %v; want ping", buf, err)
+	}
+}
+
+// TestHelperEntersMountNamespace is EnterMount of a namespace of the
+// caller's own user namespace: a helper joins network and mount namespace
+// (here the test's own mount namespace) and connects a unix path there.
+func TestHelperEntersMountNamespace(t *testing.T) {
+	h, _ := newNetNS(t)
+	m, err := Open("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	path := filepath.Join(t.TempDir(), "s")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s, err := EnterMount(h, m)
+	if err != nil {
+		t.Fatalf("EnterMount: %v", err)
+	}
+	defer s.Close()
+	fd, err := s.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := socketNetNS(t, fd)
+	unix.Close(fd)
+	defer in.Close()
+	if !in.Equal(h) {
+		t.Fatalf("helper's socket is in %s; want %s", in, h)
+	}
+	ufd, err := s.ConnectUnix(path)
+	if err != nil {
+		t.Fatalf("ConnectUnix(%s) through the helper: %v", path, err)
+	}
+	unix.Close(ufd)
+}
+
+// TestHelperWithoutConstructorIsRefused builds a binary that starts helpers
+// but does not link package nsenter: its helper never leaves the parent's
+// namespaces, and Enter must refuse it rather than make sockets there.
+func TestHelperWithoutConstructorIsRefused(t *testing.T) {
+	h := childUserNS(t)
+	bin := filepath.Join(t.TempDir(), "nonsenter")
+	// go test puts GOROOT/bin first on the PATH of the test binary.
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/nonsenter").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./testdata/nonsenter: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("go", "list", "-deps", "./testdata/nonsenter").Output(); err != nil || strings.Contains(string(out), "pkg/ns/nsenter") {
+		t.Fatalf("testdata/nonsenter links nsenter (or go list failed: %v)", err)
+	}
+	owner, err := h.Owner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	self, err := Open("/proc/self/ns/user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+	cmd := exec.Command(bin, "/proc/self/fd/3")
+	cmd.ExtraFiles = []*os.File{h.File()} // fd 3 in the child
+	out, err := cmd.CombinedOutput()
+	// The user namespace is checked first: the helper never left ours.
+	want := "start namespace helper: helper (pid "
+	wantEnd := fmt.Sprintf(" is in user namespace %s, not %s: %s\n", self, owner, ErrNoConstructor)
+	if got := string(out); err == nil || !strings.HasPrefix(got, want) || !strings.HasSuffix(got, wantEnd) || strings.Count(got, "\n") != 1 {
+		t.Fatalf("nonsenter: %v, output:\n%s\nwant one line starting %q and ending %q", err, got, want, wantEnd)
+	}
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,4 +1,5 @@
-// The helper half of package ns: join namespaces before the Go runtime starts.
+// The helper half of package ns (pkg/ns/nsenter): join namespaces before the
+// Go runtime starts.
 //
 // setns(CLONE_NEWUSER) fails with EINVAL in a multi-threaded process, and the
 // Go runtime starts threads before main. A constructor runs while the process

@@ -237,7 +237,7 @@ func (b *bench) preflight() error {
 		return nil
 	}
 	var miss []string
-	if _, err := exec.LookPath(b.pasta); err != nil && b.cands["pasta"] {
+	if _, err := exec.LookPath(b.pasta); err != nil && (b.cands == nil || b.cands["pasta"]) {
 		miss = append(miss, b.pasta+" (apt-get install passt; test/rig/rig-up.sh installs it)")
 	}
 	if _, err := exec.LookPath(b.pgbench); err != nil && b.withPG {

@@ -74,7 +74,10 @@ type Container struct {
 	// wrap, if set, wraps every namespace entered (socket prefetching).
 	wrap func(ns.Sockets) ns.Sockets
 
-	scanMu sync.Mutex // serialises rescan; guards warned
+	scanMu sync.Mutex // serialises rescan; guards warned and closed
+	closed bool       // Close ran: the directory is closed, rescan does nothing
+
+	followed chan struct{} // closed when follow ends
 
 	mu      sync.Mutex
 	cur     *Generation
@@ -114,16 +117,29 @@ func NewContainer(cfg ContainerConfig) (*Container, error) {
 		s.starter = &unitStarter{unit: cfg.StartUnit, log: log}
 	}
 	s.rescan()
-	go func() {
-		for range w.C {
-			s.rescan()
-		}
-	}()
+	s.followed = make(chan struct{})
+	go s.follow()
 	return s, nil
 }
 
+// follow rescans at every change in the state directory until Close closes
+// the watcher, and with it w.C.
+func (s *Container) follow() {
+	defer close(s.followed)
+	for range s.watch.C {
+		s.rescan()
+	}
+}
+
+// Close stops following the records, closes the state directory and the
+// current namespace. Sockets made already keep working.
 func (s *Container) Close() {
 	s.watch.Close()
+	<-s.followed
+	s.scanMu.Lock()
+	s.closed = true // a late Failed must not read the closed directory
+	s.dir.Close()
+	s.scanMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur != nil {
@@ -138,6 +154,9 @@ func (s *Container) Close() {
 func (s *Container) rescan() {
 	s.scanMu.Lock()
 	defer s.scanMu.Unlock()
+	if s.closed {
+		return
+	}
 	recs, errs := s.dir.List()
 	// warned keys of records that are gone are forgotten, so that a
 	// container crash-looping for days (a new id each time) does not grow

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -214,5 +215,65 @@ func TestContainerSourceRefusals(t *testing.T) {
 				t.Fatalf("entered %s despite: %s", g.desc, tt.name)
 			}
 		})
+	}
+}
+
+// followers counts the goroutines that follow a Container's records.
+func followers() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "pkg/proxy.NewContainer") || strings.Contains(g, "pkg/proxy.(*Container).follow") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestContainerCloseStopsFollowing: after Close, nothing of the backend is
+// left: no goroutine waits on the watcher and the state directory's
+// descriptor is closed (ContainerConfig.Dir: the backend closes it).
+func TestContainerCloseStopsFollowing(t *testing.T) {
+	c := startFakeContainer(t, "hello")
+	dir := openTestStateDir(t)
+	before := followers()
+	src, err := NewContainer(ContainerConfig{Name: "web", Dir: dir, Timeout: time.Second, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.Write(c.record(t, "dddddddddddddddd", "web")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := greet(t, src, c.port); err != nil || got != "hello" {
+		t.Fatalf("through the container: %q, %v; want hello", got, err)
+	}
+	src.Close()
+	if fd := dir.Fd(); fd != -1 {
+		t.Errorf("state directory descriptor = %d after Close; want -1 (closed)", fd)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for followers() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d goroutines following records 2s after Close; want %d, as before NewContainer", followers(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A record change after Close is not followed (and does not touch the
+	// closed directory).
+	if err := os.WriteFile(filepath.Join(dir.Path, "x.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if g, err := src.Get(ctx); err == nil {
+		t.Fatalf("Get after Close = %s; want an error", g.desc)
 	}
 }

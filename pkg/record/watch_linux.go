@@ -9,7 +9,8 @@ import (
 
 // Watcher signals changes in a state directory: a record written, renamed
 // into place or removed. Signals are coalesced; after one arrives on C, read
-// the directory again.
+// the directory again. C is closed when the watcher is, so a loop ranging
+// over it ends with it.
 type Watcher struct {
 	C    <-chan struct{}
 	f    *os.File
@@ -34,6 +35,7 @@ func (d *StateDir) Watch() (*Watcher, error) {
 	w := &Watcher{C: c, f: os.NewFile(uintptr(fd), "inotify"), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
+		defer close(c) // before done: C is closed once Close returns
 		buf := make([]byte, 4096)
 		for {
 			if _, err := w.f.Read(buf); err != nil {
@@ -48,7 +50,7 @@ func (d *StateDir) Watch() (*Watcher, error) {
 	return w, nil
 }
 
-// Close stops the watch and waits for its reader to end.
+// Close stops the watch, waits for its reader to end and closes C.
 func (w *Watcher) Close() error {
 	err := w.f.Close()
 	<-w.done

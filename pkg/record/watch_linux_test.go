@@ -1,6 +1,7 @@
 package record
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -134,6 +135,47 @@ func TestWatcherCloseIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	closeWatcher(t, w)
+}
+
+// TestWatcherCloseEndsC: a reader ranging over C, as bro-proxy's rescan loop
+// does, ends when the watcher is closed, pending signal or not.
+func TestWatcherCloseEndsC(t *testing.T) {
+	for _, pending := range []bool{false, true} {
+		t.Run(fmt.Sprintf("signal pending %v", pending), func(t *testing.T) {
+			d := newStateDir(t)
+			w, err := d.Watch()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pending {
+				mustDo(t, d.Write(testRecord(testID)))
+				deadline := time.Now().Add(watchWait)
+				for len(w.C) == 0 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			ended := make(chan int)
+			go func() {
+				n := 0
+				for range w.C {
+					n++
+				}
+				ended <- n
+			}()
+			closeWatcher(t, w)
+			select {
+			case n := <-ended:
+				if pending && n > 1 {
+					t.Errorf("got %d signals for one write; want at most 1", n)
+				}
+			case <-time.After(watchWait):
+				t.Fatalf("range over C still running %v after Close; want C closed", watchWait)
+			}
+			if _, ok := <-w.C; ok {
+				t.Error("receive from C after Close succeeded; want a closed channel")
+			}
+		})
+	}
 }
 
 func TestWatchClosedDir(t *testing.T) {

@@ -73,6 +73,8 @@ type Container struct {
 	mount bool
 	// wrap, if set, wraps every namespace entered (socket prefetching).
 	wrap func(ns.Sockets) ns.Sockets
+	// enterNS is enterProcess, unless a test fails it on purpose.
+	enterNS func(pid int, start uint64, netns *[2]uint64, mount bool) (ns.Sockets, error)
 
 	scanMu sync.Mutex // serialises rescan; guards warned and closed
 	closed bool       // Close ran: the directory is closed, rescan does nothing
@@ -85,7 +87,21 @@ type Container struct {
 	warned  map[string]bool
 	seen    bool // a generation was ever found
 	start   time.Time
+	// retryAt: a live record's namespace could not be entered (EMFILE, a
+	// helper that did not start); waiting clients try again then. Zero when
+	// there is nothing to retry. retryDelay doubles at each failure.
+	retryAt    time.Time
+	retryDelay time.Duration
+	enterErr   error // why, for the clients that give up
 }
+
+// How soon a failed entry into a live record's namespace is tried again
+// while clients wait: the first retry after enterRetryMin, each next one
+// twice as late, at most enterRetryMax apart.
+const (
+	enterRetryMin = 50 * time.Millisecond
+	enterRetryMax = 2 * time.Second
+)
 
 // ContainerConfig says which container a Container backend follows.
 type ContainerConfig struct {
@@ -102,6 +118,9 @@ type ContainerConfig struct {
 	// Wrap, if set, wraps every namespace entered (socket prefetching).
 	Wrap func(ns.Sockets) ns.Sockets
 	Log  *logrus.Entry
+
+	// enter replaces enterProcess in tests.
+	enter func(pid int, start uint64, netns *[2]uint64, mount bool) (ns.Sockets, error)
 }
 
 // NewContainer follows the records of cfg.Name in cfg.Dir.
@@ -112,7 +131,10 @@ func NewContainer(cfg ContainerConfig) (*Container, error) {
 	}
 	log := cfg.Log.WithField("follow", cfg.Name)
 	s := &Container{name: cfg.Name, uid: cfg.UID, dir: cfg.Dir, watch: w, timeout: cfg.Timeout, log: log, mount: cfg.Mount,
-		wrap: cfg.Wrap, changed: make(chan struct{}), warned: make(map[string]bool), start: time.Now()}
+		wrap: cfg.Wrap, enterNS: cfg.enter, changed: make(chan struct{}), warned: make(map[string]bool), start: time.Now()}
+	if s.enterNS == nil {
+		s.enterNS = enterProcess
+	}
 	if cfg.StartUnit != "" {
 		s.starter = &unitStarter{unit: cfg.StartUnit, log: log}
 	}
@@ -157,6 +179,24 @@ func (s *Container) rescan() {
 	if s.closed {
 		return
 	}
+	s.rescanLocked()
+}
+
+// retry rescans if a failed entry is due for another try: at most once per
+// retryDelay, however many clients wait.
+func (s *Container) retry() {
+	s.scanMu.Lock()
+	defer s.scanMu.Unlock()
+	s.mu.Lock()
+	due := !s.retryAt.IsZero() && !time.Now().Before(s.retryAt)
+	s.mu.Unlock()
+	if due && !s.closed {
+		s.rescanLocked()
+	}
+}
+
+// rescanLocked is rescan with scanMu held.
+func (s *Container) rescanLocked() {
 	recs, errs := s.dir.List()
 	// warned keys of records that are gone are forgotten, so that a
 	// container crash-looping for days (a new id each time) does not grow
@@ -197,7 +237,9 @@ func (s *Container) rescan() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if pick != nil {
-		seen["enter:"+pick.ID] = true
+		seen["enter:"+pick.ID] = true // a retry's failure is not logged again
+	} else {
+		s.retryAt, s.retryDelay, s.enterErr = time.Time{}, 0, nil
 	}
 	if pick != nil && s.cur != nil && s.cur.rec.ID == pick.ID && s.cur.rec.PID == pick.PID {
 		return
@@ -211,9 +253,12 @@ func (s *Container) rescan() {
 		g, err := s.enter(pick)
 		if err != nil {
 			s.warnOnce("enter:"+pick.ID, err.Error())
+			s.retryDelay = min(max(2*s.retryDelay, enterRetryMin), enterRetryMax)
+			s.retryAt, s.enterErr = time.Now().Add(s.retryDelay), err
 		} else {
 			s.cur = g
 			s.seen = true
+			s.retryAt, s.retryDelay, s.enterErr = time.Time{}, 0, nil
 		}
 	}
 	if old != nil {
@@ -232,7 +277,7 @@ func (s *Container) rescan() {
 // the pid must still have the recorded start time (not a recycled pid) and
 // its network namespace the recorded device and inode.
 func (s *Container) enter(rec *record.Record) (*Generation, error) {
-	sockets, err := enterProcess(rec.PID, rec.PIDStart, &[2]uint64{rec.NetNSDev, rec.NetNSIno}, s.mount)
+	sockets, err := s.enterNS(rec.PID, rec.PIDStart, &[2]uint64{rec.NetNSDev, rec.NetNSIno}, s.mount)
 	if err != nil {
 		return nil, fmt.Errorf("refusing container %s: %w", rec.Name, err)
 	}
@@ -273,7 +318,7 @@ func (e *NeverStartedError) Error() string {
 func (s *Container) Get(ctx context.Context) (*Generation, error) {
 	for {
 		s.mu.Lock()
-		g, ch, seen := s.cur, s.changed, s.seen
+		g, ch, seen, retryAt := s.cur, s.changed, s.seen, s.retryAt
 		s.mu.Unlock()
 		if g != nil {
 			return g, nil
@@ -289,15 +334,26 @@ func (s *Container) Get(ctx context.Context) (*Generation, error) {
 		if s.starter != nil {
 			again = time.After(minKickInterval)
 		}
+		// A live record whose namespace could not be entered is tried
+		// again while clients wait: no record change may ever come.
+		var retry <-chan time.Time
+		if !retryAt.IsZero() {
+			retry = time.After(time.Until(retryAt))
+		}
 		select {
 		case <-ch:
 		case <-again:
+		case <-retry:
+			s.retry()
 		case <-ctx.Done():
-			if s.neverSeen() {
-				return nil, fmt.Errorf("%w: no live record of container %q in %s: %w", errNoContainer, s.name, s.dir.Path,
-					&NeverStartedError{Name: s.name, Timeout: s.timeout})
+			why := fmt.Sprintf("no live record of container %q in %s", s.name, s.dir.Path)
+			if err := s.lastEnterErr(); err != nil {
+				why = fmt.Sprintf("live record of container %q in %s not entered: %v", s.name, s.dir.Path, err)
 			}
-			return nil, fmt.Errorf("%w: no live record of container %q in %s", errNoContainer, s.name, s.dir.Path)
+			if s.neverSeen() {
+				return nil, fmt.Errorf("%w: %s: %w", errNoContainer, why, &NeverStartedError{Name: s.name, Timeout: s.timeout})
+			}
+			return nil, fmt.Errorf("%w: %s", errNoContainer, why)
 		}
 	}
 }
@@ -306,6 +362,14 @@ func (s *Container) Failed(g *Generation) {
 	if g.rec != nil && !g.rec.Alive() {
 		s.rescan()
 	}
+}
+
+// lastEnterErr is why the live record of the container, if there is one,
+// could not be entered.
+func (s *Container) lastEnterErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.enterErr
 }
 
 // neverSeen reports whether no container was found within the timeout.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,8 @@ import (
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/brothaman/brothaman-go/pkg/record"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"golang.org/x/sys/unix"
 )
 
@@ -188,13 +192,22 @@ func TestContainerSourceFollowsRestart(t *testing.T) {
 
 func TestContainerSourceRefusals(t *testing.T) {
 	c := startFakeContainer(t, "hello")
+	noRecord := func(_ *record.Record, dir string) string {
+		return fmt.Sprintf(`container did not appear: no live record of container "web" in %s`, dir)
+	}
 	tests := []struct {
 		name   string
 		mangle func(*record.Record)
+		want   func(r *record.Record, dir string) string
 	}{
-		{"another user's record", func(r *record.Record) { r.UID = 4242 }},
-		{"netns does not match", func(r *record.Record) { r.NetNSIno++ }},
-		{"pid reused", func(r *record.Record) { r.PIDStart-- }},
+		{"another user's record", func(r *record.Record) { r.UID = 4242 }, noRecord},
+		{"netns does not match", func(r *record.Record) { r.NetNSIno++ },
+			func(r *record.Record, dir string) string {
+				return fmt.Sprintf(`container did not appear: live record of container "web" in %s not entered: `+
+					`refusing container web: pid %d is in network namespace %d:%d, the record says %d:%d`,
+					dir, r.PID, r.NetNSDev, r.NetNSIno-1, r.NetNSDev, r.NetNSIno)
+			}},
+		{"pid reused (a stale record)", func(r *record.Record) { r.PIDStart-- }, noRecord},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,8 +224,12 @@ func TestContainerSourceRefusals(t *testing.T) {
 			defer src.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
-			if g, err := src.Get(ctx); err == nil {
+			g, err := src.Get(ctx)
+			if err == nil {
 				t.Fatalf("entered %s despite: %s", g.desc, tt.name)
+			}
+			if want := tt.want(r, dir.Path); err.Error() != want || !errors.Is(err, errNoContainer) {
+				t.Errorf("got %v;\nwant %s (wrapping errNoContainer)", err, want)
 			}
 		})
 	}
@@ -275,5 +292,47 @@ func TestContainerCloseStopsFollowing(t *testing.T) {
 	defer cancel()
 	if g, err := src.Get(ctx); err == nil {
 		t.Fatalf("Get after Close = %s; want an error", g.desc)
+	}
+}
+
+// TestContainerRetriesFailedEnter: a transient failure to enter the
+// namespace of a live record (EMFILE, a helper that did not start) is tried
+// again while a client waits, not only at the next record change that may
+// never come; the failure is logged once, not at every try.
+func TestContainerRetriesFailedEnter(t *testing.T) {
+	c := startFakeContainer(t, "hello")
+	dir := openTestStateDir(t)
+	logger, logs := logtest.NewNullLogger()
+	var calls atomic.Int32
+	const failures = 3
+	src, err := NewContainer(ContainerConfig{Name: "web", Dir: dir, Timeout: 5 * time.Second, Log: logrus.NewEntry(logger),
+		enter: func(pid int, start uint64, netns *[2]uint64, mount bool) (ns.Sockets, error) {
+			if calls.Add(1) <= failures {
+				return nil, fmt.Errorf("enter the namespaces of pid %d: %w", pid, unix.EMFILE)
+			}
+			return enterProcess(pid, start, netns, mount)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if err := dir.Write(c.record(t, "eeeeeeeeeeeeeeee", "web")); err != nil {
+		t.Fatal(err)
+	}
+	// greet waits 2 s at most; the retries take 50+100+200 ms.
+	if got, err := greet(t, src, c.port); err != nil || got != "hello" {
+		t.Fatalf("through the container after %d failed entries: %q, %v; want hello", failures, got, err)
+	}
+	if n := calls.Load(); n != failures+1 {
+		t.Errorf("got %d entries; want %d (%d failed, then one that worked)", n, failures+1, failures)
+	}
+	n := 0
+	for _, e := range logs.AllEntries() {
+		if strings.Contains(e.Message, unix.EMFILE.Error()) {
+			n++
+		}
+	}
+	if n > 1 {
+		t.Errorf("got the failure logged %d times; want once", n)
 	}
 }

@@ -62,3 +62,17 @@ func sendNB(fd int, b []byte) (int, error) {
 	}
 	return int(r), nil
 }
+
+// epollNow is epoll_wait(2) with a zero timeout: the ready events, or 0.
+func epollNow(epfd int, events []unix.EpollEvent) int {
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			panic("relay: epoll_wait: " + e.Error()) // EBADF, EINVAL: a bug
+		}
+		return int(r)
+	}
+}

@@ -3,7 +3,10 @@ package proxy
 import (
 	"errors"
 	"net/netip"
+	"os"
+	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -68,11 +71,14 @@ func (f *flow) inFlight() int {
 }
 
 type loop struct {
-	epfd  int
-	wakeR int // eventfd: commands are queued
-	pool  pipePool
-	buf   []byte // the copy buffer, for flows without a pipe
-	idle  time.Duration
+	epfd     int
+	epf      *os.File        // epfd, in the runtime's poller
+	epr      syscall.RawConn // epf's
+	deadline bool            // epf has a read deadline set
+	wakeR    int             // eventfd: commands are queued
+	pool     pipePool
+	buf      []byte // the copy buffer, for flows without a pipe
+	idle     time.Duration
 	// onEnd is called in the loop when a connection has ended, with the
 	// bytes it moved each way and why it ended (nil: an orderly end).
 	onEnd func(up, down int64, remote netip.AddrPort, err error)
@@ -117,7 +123,20 @@ func newLoop(idle time.Duration, onEnd func(up, down int64, remote netip.AddrPor
 		unix.Close(efd)
 		return nil, err
 	}
-	return &loop{epfd: epfd, wakeR: efd, idle: idle, onEnd: onEnd}, nil
+	// nonblocking, so that os.NewFile puts it in the runtime's poller
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, err
+	}
+	epf := os.NewFile(uintptr(epfd), "relay epoll")
+	epr, err := epf.SyscallConn()
+	if err != nil {
+		epf.Close()
+		unix.Close(efd)
+		return nil, err
+	}
+	return &loop{epfd: epfd, epf: epf, epr: epr, wakeR: efd, idle: idle, onEnd: onEnd}, nil
 }
 
 // add hands the connected pair to the loop, which owns them from now on and
@@ -220,18 +239,16 @@ func (l *loop) run() {
 	}
 	nextSweep := time.Now().Add(sweepEvery)
 	quietSince := time.Now()
+	haveChunks := false // as of the last batch: something for quiet to free
 	for {
-		timeout := -1
+		timeout := time.Duration(-1)
 		if sweepEvery > 0 {
-			timeout = int(max(time.Until(nextSweep), time.Millisecond) / time.Millisecond)
+			timeout = max(time.Until(nextSweep), time.Millisecond)
 		}
-		if len(l.pool.idle) > 0 && (timeout < 0 || timeout > pipeTrimAfterMs) {
-			timeout = pipeTrimAfterMs
+		if (len(l.pool.idle) > 0 || haveChunks) && (timeout < 0 || timeout > quietAfter) {
+			timeout = quietAfter
 		}
-		n, err := unix.EpollWait(l.epfd, events, timeout)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			panic("relay: epoll_wait: " + err.Error()) // EBADF/EINVAL: a bug
-		}
+		n := l.wait(events, timeout)
 		batch = batch[:0]
 		l.mu.Lock()
 		for i := 0; i < n; i++ {
@@ -265,8 +282,8 @@ func (l *loop) run() {
 		}
 		if n > 0 {
 			quietSince = time.Now()
-		} else if len(l.pool.idle) > 0 && time.Since(quietSince) >= pipeTrimAfterMs*time.Millisecond {
-			l.pool.trim()
+		} else if time.Since(quietSince) >= quietAfter {
+			l.quiet()
 		}
 		if sweepEvery > 0 && !time.Now().Before(nextSweep) {
 			l.sweep()
@@ -275,19 +292,64 @@ func (l *loop) run() {
 		l.mu.Lock()
 		l.free = append(l.free, l.freeing...)
 		l.freeing = l.freeing[:0]
+		haveChunks = len(l.chunks) > 0
 		quit := l.quit
 		l.mu.Unlock()
 		if quit {
 			l.pool.trim()
-			unix.Close(l.epfd)
+			l.epf.Close() // the epoll descriptor
 			unix.Close(l.wakeR)
 			return
 		}
 	}
 }
 
-// pipeTrimAfterMs: idle pipes are closed after the loop was quiet this long.
-const pipeTrimAfterMs = 1000
+// quietAfter: a loop that saw no event for this long gives back what it
+// kept for the next burst (quiet).
+const quietAfter = time.Second
+
+// quiet closes the idle pipes and, with no connection open, frees the
+// connection chunks, and returns the memory to the kernel: after a burst of
+// thousands of connections the proxy shrinks back to its baseline.
+func (l *loop) quiet() {
+	l.pool.trim()
+	l.mu.Lock()
+	freed := l.open == 0 && len(l.chunks) > 0
+	if freed {
+		l.chunks, l.free = nil, nil
+	}
+	l.mu.Unlock()
+	if freed {
+		debug.FreeOSMemory()
+	}
+}
+
+// wait returns the next events, waiting up to timeout (< 0: no limit) in
+// the runtime's poller for the epoll descriptor to become readable, not in
+// epoll_wait: a thread blocked in a system call makes sysmon poll every
+// 20 µs to take its P away, which cost more CPU than the relay itself at a
+// few hundred connections a second (issue 12, pgbench -C). The epoll_wait
+// calls themselves never wait (timeout 0).
+func (l *loop) wait(events []unix.EpollEvent, timeout time.Duration) int {
+	if n := epollNow(l.epfd, events); n > 0 {
+		return n
+	}
+	if timeout >= 0 {
+		l.epf.SetReadDeadline(time.Now().Add(timeout))
+		l.deadline = true
+	} else if l.deadline {
+		l.epf.SetReadDeadline(time.Time{})
+		l.deadline = false
+	}
+	n := 0
+	if err := l.epr.Read(func(uintptr) bool {
+		n = epollNow(l.epfd, events)
+		return n > 0
+	}); err != nil {
+		return 0 // the deadline
+	}
+	return n
+}
 
 func (l *loop) commands() {
 	var b [8]byte

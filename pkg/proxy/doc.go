@@ -24,8 +24,11 @@
 // which refuses a namespace the caller does not own. Per-connection failures
 // are logged and never end Serve; a listener failure does.
 //
-// Threads: the relay loops block in epoll_wait on threads of their own (the
-// runtime hands their Ps to other goroutines); they never enter a
-// namespace. Sockets are made in a backend's namespace by pkg/ns, on its
-// own locked thread or helper process.
+// Threads: a relay loop is one goroutine. It waits in the runtime's poller
+// for its epoll descriptor and then reads the events with a zero-timeout
+// epoll_wait, and moves bytes with raw system calls on nonblocking
+// descriptors, so no thread sits blocked in a system call (which would make
+// sysmon poll every 20 µs to take its P). Loops never enter a namespace.
+// Sockets are made in a backend's namespace by pkg/ns, on its own locked
+// thread or helper process.
 package proxy

@@ -14,6 +14,8 @@ PKG=brothaman
 ROOT_RUNTIME=${ROOT_RUNTIME-/usr/local/bin/runc-sandbox}
 BBOX_IMAGE=${BBOX_IMAGE:-localhost/bbox:latest}
 RIG_USER=${RIG_USER:-lingeruser}
+# shellcheck source=../rig/as-user.sh
+source "$(dirname "$0")/../rig/as-user.sh"
 export DEBIAN_FRONTEND=noninteractive
 [[ $(id -u) -eq 0 ]] || { echo "purge-check.sh: run as root" >&2; exit 1; }
 
@@ -76,9 +78,7 @@ else
 fi
 if id "$RIG_USER" >/dev/null 2>&1; then
   uid=$(id -u "$RIG_USER")
-  if out=$(runuser -u "$RIG_USER" -- env -i HOME="$(getent passwd "$RIG_USER" | cut -d: -f6)" \
-             USER="$RIG_USER" PATH=/usr/bin:/bin XDG_RUNTIME_DIR="/run/user/$uid" \
-             bash -c 'cd /tmp && timeout 120 podman run --rm "$1" true' bash "$BBOX_IMAGE" 2>&1); then
+  if out=$(as_user "$RIG_USER" timeout 120 podman run --rm "$BBOX_IMAGE" true 2>&1); then
     echo "podman run --rm $BBOX_IMAGE true: ok (rootless, $RIG_USER)"
   else
     bad "rootless ($RIG_USER) podman run --rm $BBOX_IMAGE true failed after the purge: $out"

@@ -20,14 +20,10 @@ PSQL=/usr/lib/postgresql/15/bin/psql
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-as_user() {
-  local uid home
-  uid=$(id -u "$DEMO_USER"); home=$(getent passwd "$DEMO_USER" | cut -d: -f6)
-  runuser -u "$DEMO_USER" -- env -i HOME="$home" USER="$DEMO_USER" LANG=C.UTF-8 \
-    PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR="/run/user/$uid" \
-    DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" bash -c 'cd /tmp && "$@"' bash "$@"
-}
-uctl() { as_user systemctl --user "$@"; }
+# shellcheck source=../rig/as-user.sh
+source test/rig/as-user.sh
+demo_user() { as_user "$DEMO_USER" "$@"; }
+uctl() { demo_user systemctl --user "$@"; }
 states() {
   local u
   for u in "$NAME.service" "$NAME-activator.socket" "$NAME-activator.service"; do
@@ -53,8 +49,8 @@ fi
 
 say "3. the quadlet: Network=none, a volume, and one annotation"
 home=$(getent passwd "$DEMO_USER" | cut -d: -f6)
-as_user mkdir -p "$home/.config/containers/systemd" "$home/$NAME-data"
-as_user tee "$home/.config/containers/systemd/$NAME.container" >/dev/null <<QUADLET
+demo_user mkdir -p "$home/.config/containers/systemd" "$home/$NAME-data"
+demo_user tee "$home/.config/containers/systemd/$NAME.container" >/dev/null <<QUADLET
 [Unit]
 Description=PostgreSQL on demand (Brothaman demo)
 
@@ -71,7 +67,7 @@ QUADLET
 sed 's/^/   /' "$home/.config/containers/systemd/$NAME.container"
 
 say "4. bro-activate $NAME"
-as_user bro-activate "$NAME" | sed 's/^/   /'
+demo_user bro-activate "$NAME" | sed 's/^/   /'
 uctl daemon-reload
 uctl enable --now "$NAME-activator.socket" 2>&1 | sed 's/^/   /'
 
@@ -102,7 +98,7 @@ t0=$(now_ms); psql_once 'select 1' >/dev/null; t1=$(now_ms)
 echo "   cold start with the data directory in place: $(( t1 - t0 )) ms (the first one ran initdb)"
 
 say "10. what bro-proxy logged"
-as_user journalctl --user -o cat --no-pager -u "$NAME-activator.service" 2>/dev/null | sed 's/^/   /' | tail -8
+demo_user journalctl --user -o cat --no-pager -u "$NAME-activator.service" 2>/dev/null | sed 's/^/   /' | tail -8
 
 cat <<DONE
 

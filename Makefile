@@ -18,8 +18,11 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/brothaman/brothaman-go/internal/version.Version=$(VERSION)
 # make deb adds BUILDFLAGS=-buildmode=pie EXTRA_LDFLAGS='-s -w' (lintian's
-# hardening and unstripped-binary checks); the version stamp is the same.
+# hardening and unstripped-binary checks) and CMD_LDFLAGS=-linkmode=external
+# for the installed programs (the system linker applies relro and bindnow);
+# the version stamp is the same.
 GOBUILD := $(GO) build -trimpath $(BUILDFLAGS) -ldflags '$(EXTRA_LDFLAGS) $(LDFLAGS)'
+CMDBUILD := $(GO) build -trimpath $(BUILDFLAGS) -ldflags '$(EXTRA_LDFLAGS) $(CMD_LDFLAGS) $(LDFLAGS)'
 OUT     := bin
 
 # One hooks.d file per stage: schema 1.0.0 passes the same args to every
@@ -32,7 +35,7 @@ all: build
 
 build:
 	@mkdir -p $(OUT)
-	$(GOBUILD) -o $(OUT)/ ./cmd/...
+	$(CMDBUILD) -o $(OUT)/ ./cmd/...
 	CGO_ENABLED=0 $(GOBUILD) -o $(OUT)/bro-testserver ./test/testserver
 	CGO_ENABLED=0 $(GOBUILD) -o $(OUT)/broload ./test/broload
 

@@ -56,7 +56,10 @@ umask 022
 rm -rf "$STAGE"
 mkdir -p "$STAGE" "$(dirname "$DEB")"
 # cgo (bro-proxy's namespace helper) gets Debian's hardening flags: stack
-# protector, _FORTIFY_SOURCE, relro, bindnow.
+# protector, _FORTIFY_SOURCE, relro, bindnow. Every binary is linked by the
+# system linker (-linkmode=external), so that relro and bindnow apply also
+# to the ones whose only cgo is net's resolver (bro-hook, bro-activate): Go's
+# own linker would leave them without BIND_NOW (lintian: hardening-no-bindnow).
 export DEB_BUILD_MAINT_OPTIONS=${DEB_BUILD_MAINT_OPTIONS:-hardening=+all}
 CGO_CFLAGS="$(dpkg-buildflags --get CFLAGS) $(dpkg-buildflags --get CPPFLAGS)"
 CGO_LDFLAGS="$(dpkg-buildflags --get LDFLAGS)"
@@ -64,7 +67,7 @@ export CGO_CFLAGS CGO_LDFLAGS CGO_ENABLED=1
 "$MAKE" --no-print-directory install \
   DESTDIR="$STAGE" PREFIX=/usr OUT="$WORK" VERSION="$VERSION" \
   ZSHCOMPDIR=/usr/share/zsh/vendor-completions \
-  BUILDFLAGS=-buildmode=pie EXTRA_LDFLAGS='-s -w' >"$WORK.install.log" 2>&1 ||
+  BUILDFLAGS=-buildmode=pie EXTRA_LDFLAGS='-s -w' CMD_LDFLAGS=-linkmode=external >"$WORK.install.log" 2>&1 ||
   { cat "$WORK.install.log" >&2; die "make install into $STAGE failed (log above)"; }
 
 cd "$STAGE"

@@ -338,8 +338,6 @@ type child struct {
 	stderr   bytes.Buffer
 }
 
-var errNoUserns = errors.New("cannot create a user namespace")
-
 // startChild starts a child with cfg and returns it with its seccomp
 // listener received. The child is killed at cleanup if still running.
 func startChild(t *testing.T, cfg childConfig) (*child, error) {
@@ -371,7 +369,7 @@ func startChild(t *testing.T, cfg childConfig) (*child, error) {
 	}
 	if err := ch.cmd.Start(); err != nil {
 		if cfg.OwnNetns {
-			return nil, fmt.Errorf("%w: %v", errNoUserns, err)
+			return nil, fmt.Errorf("start the child in a user and network namespace of its own: %w", err)
 		}
 		t.Fatal(err)
 	}

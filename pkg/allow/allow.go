@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
 // Key is the quadlet annotation that holds the allow list; bro-activate
@@ -174,15 +176,14 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 	return p
 }
 
-// ModeKey is the annotation of the way a container is reached; its
-// "handoff" mode passes the sockets into the container with no proxy in
-// the path, so nothing could check an allow list.
-const ModeKey = "bro.mode"
-
-// CheckMode refuses an allow list together with a mode that has no proxy.
+// CheckMode refuses an allow list together with a bro.mode that puts no
+// proxy in the path (handoff, direct): nothing would check who connects.
 func CheckMode(mode string) error {
-	if strings.TrimSpace(mode) == "handoff" {
-		return fmt.Errorf("%s cannot be used with %s=handoff: handoff passes the sockets into the container and no proxy checks who connects; remove one of them", Key, ModeKey)
+	switch mode {
+	case annotation.ModeHandoff:
+		return fmt.Errorf("%s cannot be used with %s=%s: handoff passes the socket into the container and no proxy checks who connects; remove one of them", Key, annotation.ModeKey, mode)
+	case annotation.ModeDirect:
+		return fmt.Errorf("%s cannot be used with %s=%s: the container takes systemd's socket itself and no proxy checks who connects; remove one of them", Key, annotation.ModeKey, mode)
 	}
 	return nil
 }

@@ -73,13 +73,17 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestCheckMode(t *testing.T) {
-	for _, mode := range []string{"", "proxy", "anything"} {
+	for _, mode := range []string{"", "proxy"} {
 		if err := CheckMode(mode); err != nil {
 			t.Errorf("CheckMode(%q) = %v; want nil", mode, err)
 		}
 	}
-	want := "bro.allow cannot be used with bro.mode=handoff: handoff passes the sockets into the container and no proxy checks who connects; remove one of them"
-	if err := CheckMode("handoff"); err == nil || err.Error() != want {
-		t.Errorf("CheckMode(handoff) = %v; want %s", err, want)
+	for mode, want := range map[string]string{
+		"handoff": "bro.allow cannot be used with bro.mode=handoff: handoff passes the socket into the container and no proxy checks who connects; remove one of them",
+		"direct":  "bro.allow cannot be used with bro.mode=direct: the container takes systemd's socket itself and no proxy checks who connects; remove one of them",
+	} {
+		if err := CheckMode(mode); err == nil || err.Error() != want {
+			t.Errorf("CheckMode(%s) = %v; want %s", mode, err, want)
+		}
 	}
 }

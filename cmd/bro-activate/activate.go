@@ -65,7 +65,16 @@ func activate(o *options, stdout, stderr io.Writer) error {
 	if _, err := idleStopAnnotation(c); err != nil && !o.direct {
 		return err
 	}
-	set, socket := unitsFor(o, c, ports)
+	mode := annotation.ModeProxy
+	if !o.direct {
+		if mode, err = quadletMode(c, o.mode); err != nil {
+			return err
+		}
+		if mode == annotation.ModeDirect {
+			return fmt.Errorf("%s has Annotation=%s=%s: use bro-activate-direct %s", c.Path, annotation.ModeKey, mode, o.name)
+		}
+	}
+	set, socket := unitsFor(o, c, ports, mode == annotation.ModeHandoff)
 	files, err := set.Files()
 	if err != nil {
 		return err
@@ -138,7 +147,7 @@ func choosePorts(o *options, c *quadlet.Container, stderr io.Writer) ([]annotati
 	return ports, !annotated && !o.direct, nil
 }
 
-func unitsFor(o *options, c *quadlet.Container, ports []annotation.Port) (unitSet, string) {
+func unitsFor(o *options, c *quadlet.Container, ports []annotation.Port, handoff bool) (unitSet, string) {
 	if o.direct {
 		return units.Direct{Name: o.name, Ports: ports, SourcePath: c.Path}, o.name + ".socket"
 	}
@@ -151,7 +160,7 @@ func unitsFor(o *options, c *quadlet.Container, ports []annotation.Port) (unitSe
 		Proxy: o.proxy, ConnectionsMax: o.connectionsMax, IdleStop: idle, SourcePath: c.Path,
 		AfterReady: c.NotifiesReady(), UnixListen: o.unixListen, SocketMode: o.socketMode,
 		SocketGroup: o.socketGroup, UnixTarget: o.unixTarget, ProxyProtocol: o.proxyProtocol,
-		ConnIdleTimeout: o.connIdle, KeepAlive: o.keepAlive}
+		ConnIdleTimeout: o.connIdle, KeepAlive: o.keepAlive, Handoff: handoff}
 	return a, a.Unit() + ".socket"
 }
 
@@ -167,6 +176,9 @@ func remove(o *options, dirs []string, sc systemctl, stdout io.Writer) error {
 	} else {
 		a := units.Activator{Name: o.name, Suffix: o.suffix}
 		set, stop = a, []string{a.Unit() + ".socket", a.Unit() + ".service"}
+		if ours, _ := units.Ours(o.unitDir, []string{a.AgentSocket()}); len(ours) > 0 {
+			stop = append(stop, a.AgentSocket())
+		}
 	}
 	if o.dryRun {
 		for _, p := range set.Paths() {

@@ -99,8 +99,16 @@ func generateOne(out, name, path string, dirs []string, adminDir, proxy string) 
 	if err != nil {
 		return err
 	}
+	mode, err := quadletMode(c, "")
+	if err != nil {
+		return err
+	}
+	if mode == annotation.ModeDirect {
+		return fmt.Errorf("%s=%s: direct mode has no generator route; run bro-activate-direct %s", annotation.ModeKey, mode, name)
+	}
 	a := units.Activator{Name: name, ContainerName: c.ContainerName, Ports: ports,
-		Proxy: proxy, SourcePath: path, Generated: true, AfterReady: c.NotifiesReady(), IdleStop: idle}
+		Proxy: proxy, SourcePath: path, Generated: true, AfterReady: c.NotifiesReady(), IdleStop: idle,
+		Handoff: mode == annotation.ModeHandoff}
 	files, err := a.Files()
 	if err != nil {
 		return err
@@ -112,10 +120,16 @@ func generateOne(out, name, path string, dirs []string, adminDir, proxy string) 
 	if err := os.MkdirAll(wants, 0o755); err != nil {
 		return fmt.Errorf("link %s: %w", a.Unit()+".socket", err)
 	}
-	link := filepath.Join(wants, a.Unit()+".socket")
-	os.Remove(link) // a rerun into the same directory (by hand) replaces it
-	if err := os.Symlink(filepath.Join(out, a.Unit()+".socket"), link); err != nil {
-		return fmt.Errorf("link %s: %w", link, err)
+	sockets := []string{a.Unit() + ".socket"}
+	if a.Handoff {
+		sockets = append(sockets, a.AgentSocket())
+	}
+	for _, s := range sockets {
+		link := filepath.Join(wants, s)
+		os.Remove(link) // a rerun into the same directory (by hand) replaces it
+		if err := os.Symlink(filepath.Join(out, s), link); err != nil {
+			return fmt.Errorf("link %s: %w", link, err)
+		}
 	}
 	return nil
 }

@@ -83,6 +83,7 @@ type options struct {
 	proxyProtocol  string
 	connIdle       time.Duration
 	keepAlive      time.Duration
+	mode           string
 	systemctl      func(args ...string) ([]byte, error) // tests: records systemctl calls
 }
 
@@ -114,6 +115,8 @@ func newCommand(o *options, direct bool) *cli.Command {
 		c.Complete("proxy-protocol", "v1 v2")
 		c.Duration(&o.connIdle, "conn-idle-timeout", 0, "close a connection after this long without data either way (0: never)")
 		c.Duration(&o.keepAlive, "keepalive", 0, "TCP keepalive probes after this long idle, on both sides (0: Go's default)")
+		fs.StringVar(&o.mode, "mode", "", "how clients reach the server (`MODE`): proxy (bro-proxy relays, the default) or handoff (the server's own bind() gets the host socket; needs Annotation=bro.mode=handoff in the quadlet); default: the quadlet's Annotation=bro.mode")
+		c.Complete("mode", "proxy handoff")
 	}
 	c.Bool(&o.force, "force", "f", "replace existing units")
 	c.Bool(&o.remove, "remove", "", "stop and delete the units bro-activate wrote (and the annotation it added; direct mode also stops NAME.service, which holds the socket)")

@@ -47,6 +47,8 @@ type options struct {
 	targets          proxy.Targets
 	proxyProto       proxy.ProxyProtocols
 	target           string
+	handoff          bool
+	waitReady        bool
 }
 
 const usageText = `Proxy connections on sockets inherited from systemd (LISTEN_FDS) to TARGET
@@ -92,6 +94,8 @@ func newCommand(o *options) *cli.Command {
 	fs.Var(&o.targets, "target", "target for the inherited socket named NAME, or for the next one in order; repeatable")
 	fs.Var(&o.proxyProto, "proxy-protocol", "send a PROXY protocol header so the backend sees the client's address; for the socket named NAME, or all; repeatable")
 	c.Complete("proxy-protocol", "v1 v2")
+	fs.BoolVar(&o.handoff, "handoff", false, "be the handoff agent of --start-unit: give the inherited host sockets to its containers' bind() through their seccomp listeners (the socket named \"seccomp\"); relay nothing")
+	fs.BoolVar(&o.waitReady, "wait-ready", false, "with --handoff: hold clients in the host sockets until --start-unit is active (Notify=)")
 	return c
 }
 
@@ -129,6 +133,9 @@ func parseFlags(args []string) (*options, error) {
 	if o.connectionsMax < 1 {
 		return nil, fmt.Errorf("--connections-max %d: want at least 1", o.connectionsMax)
 	}
+	if o.handoff || o.waitReady {
+		return o, handoffFlags(o, c)
+	}
 	if o.target == "" && o.targets.Empty() {
 		return nil, errors.New("no target: give TARGET or --target")
 	}
@@ -148,7 +155,11 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(o.logLevel)
-	if err := run(o, log); err != nil {
+	serve := run
+	if o.handoff {
+		serve = func(o *options, l *logrus.Logger) error { return runHandoff(o, logrus.NewEntry(l)) }
+	}
+	if err := serve(o, log); err != nil {
 		log.Error(err)
 		os.Exit(1)
 	}

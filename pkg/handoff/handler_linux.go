@@ -31,6 +31,14 @@ var nativeArch = map[string]uint32{
 type Handler struct {
 	Table *Table
 	Log   *logrus.Entry // nil discards
+	// Ready, when set, gates accept() on the host sockets until it reports
+	// true: before, accept and accept4 on a host socket fail with EAGAIN
+	// instead of taking a client. A server that accepts before it is ready
+	// (PostgreSQL answers "the database system is starting up") then
+	// leaves the clients queued until its unit is ready (Notify=). The
+	// filter notifies accept only for such containers; once Ready, every
+	// accept continues unchanged without being looked at.
+	Ready func() bool
 }
 
 // answer is what a notification gets.
@@ -39,6 +47,7 @@ type answer int
 const (
 	proceed answer = iota // SECCOMP_USER_NOTIF_FLAG_CONTINUE: the kernel runs the call
 	succeed               // return 0 without running the call
+	again                 // fail with EAGAIN without running the call
 )
 
 // Serve answers the notifications of seccomp listener fd until every process
@@ -143,6 +152,11 @@ func (h *Handler) handle(n *notifyFD, req seccompNotif, log *logrus.Entry) {
 		case unix.SYS_LISTEN:
 			name = "listen"
 			ans, err = h.listen(n, &req)
+		case unix.SYS_ACCEPT, unix.SYS_ACCEPT4:
+			name = "accept"
+			if h.Ready != nil && !h.Ready() {
+				ans, err = h.accept(n, &req)
+			}
 		}
 	}
 	log = log.WithFields(logrus.Fields{"tid": req.Pid, "syscall": name, "fd": int32(req.Data.Args[0])})
@@ -154,9 +168,12 @@ func (h *Handler) handle(n *notifyFD, req seccompNotif, log *logrus.Entry) {
 		log.WithError(err).Warn("cannot inspect the call; it continues unchanged")
 		ans = proceed
 	}
-	if ans == proceed {
+	switch ans {
+	case proceed:
 		err = n.continueCall(req.ID)
-	} else {
+	case again:
+		err = n.respond(req.ID, 0, -int32(unix.EAGAIN), 0)
+	default:
 		err = n.respond(req.ID, 0, 0, 0)
 	}
 	switch {
@@ -259,6 +276,33 @@ func (h *Handler) listen(n *notifyFD, req *seccompNotif) (answer, error) {
 	}
 	if s := h.Table.identify(ts.dev, ts.ino); s != nil && s.listening {
 		return succeed, nil
+	}
+	return proceed, nil
+}
+
+// accept holds the clients of a host socket back while the server is not
+// ready: an accept() on it fails with EAGAIN, which servers take as "no
+// client yet" (PostgreSQL logs it, sleeps 100 ms and selects again). Accepts
+// on every other descriptor continue.
+func (h *Handler) accept(n *notifyFD, req *seccompNotif) (answer, error) {
+	fd := int(int32(req.Data.Args[0]))
+	if fd < 0 {
+		return proceed, nil
+	}
+	_, pidfd, err := openTarget(int(req.Pid))
+	if err != nil {
+		return proceed, err
+	}
+	defer unix.Close(pidfd)
+	ts, err := inspectFD(pidfd, fd)
+	if err != nil {
+		return proceed, err
+	}
+	if err := n.valid(req.ID); err != nil {
+		return proceed, err
+	}
+	if h.Table.identify(ts.dev, ts.ino) != nil {
+		return again, nil
 	}
 	return proceed, nil
 }

@@ -48,6 +48,10 @@ type Activator struct {
 	ConnIdleTimeout, KeepAlive time.Duration
 	SourcePath                 string
 	Generated                  bool
+	// Handoff renders the handoff mode instead of the proxy: bro-proxy
+	// --handoff holds the host sockets and gives them to the container's own
+	// bind() through its seccomp listener, at AgentSocket(); nothing relays.
+	Handoff bool
 }
 
 func (a Activator) common() common {
@@ -152,9 +156,41 @@ func (a Activator) StartLimitConf() string {
 	return filepath.Join(a.Name+".service.d", "50-"+a.Unit()+"-start-limit.conf")
 }
 
+// AgentSocket is the socket unit at the containers' listenerPath
+// (handoff.ListenerPath), where runc sends each container's seccomp listener.
+func (a Activator) AgentSocket() string { return a.Unit() + "-seccomp.socket" }
+
+// ListenerPath is that socket's path, as systemd expands it: the user's
+// state directory (%t/bro) holds it, as the hook computes it.
+func (a Activator) ListenerPath() string { return "%t/bro/handoff/" + a.Name + ".sock" }
+
+// HandoffConf is the drop-in that makes NAME.service wait for the agent's
+// socket: without a listener at listenerPath runc refuses to create the
+// container.
+func (a Activator) HandoffConf() string {
+	return filepath.Join(a.Name+".service.d", "50-"+a.Unit()+"-handoff.conf")
+}
+
+// FlushPending: the socket closes its queue when the activator stops or
+// fails to start (see the socket template).
+func (a Activator) FlushPending() bool { return a.AfterReady || a.Handoff }
+
 // Paths lists every file Files can write, drop-ins included, for Remove.
 func (a Activator) Paths() []string {
-	return []string{a.Unit() + ".socket", a.Unit() + ".service", a.StartLimitConf(), a.IdleStopConf()}
+	return []string{a.Unit() + ".socket", a.Unit() + ".service", a.StartLimitConf(), a.IdleStopConf(),
+		a.AgentSocket(), a.HandoffConf()}
+}
+
+// HandoffExecStart is the agent's command line.
+func (a Activator) HandoffExecStart() string {
+	args := []string{a.Proxy, "--handoff", "--start-unit", a.Name + ".service"}
+	if a.AfterReady {
+		args = append(args, "--wait-ready")
+	}
+	for i, s := range args {
+		args[i] = execArg(s)
+	}
+	return strings.Join(args, " ")
 }
 
 // Files renders the activator units, the drop-in that lifts NAME.service's
@@ -196,6 +232,14 @@ func (a Activator) Files() ([]File, error) {
 		{a.Unit() + ".service", "activator.service.tmpl"},
 		{a.StartLimitConf(), "activator-start-limit.conf.tmpl"},
 	}
+	if a.Handoff {
+		if err := a.handoffValid(); err != nil {
+			return nil, err
+		}
+		kinds[1].tmpl = "handoff.service.tmpl"
+		kinds = append(kinds, struct{ path, tmpl string }{a.AgentSocket(), "handoff-seccomp.socket.tmpl"},
+			struct{ path, tmpl string }{a.HandoffConf(), "handoff.conf.tmpl"})
+	}
 	if a.IdleStop > 0 {
 		kinds = append(kinds, struct{ path, tmpl string }{a.IdleStopConf(), "idle-stop.conf.tmpl"})
 	}
@@ -208,4 +252,32 @@ func (a Activator) Files() ([]File, error) {
 		files = append(files, File{Path: k.path, Data: data})
 	}
 	return files, nil
+}
+
+// HandoffRule is what the handoff mode serves, quoted in its errors.
+const HandoffRule = "the handoff mode gives host TCP and UDP sockets to the server's bind(); it relays nothing"
+
+// handoffValid refuses what only a relay can do.
+func (a Activator) handoffValid() error {
+	for _, o := range []struct {
+		set  bool
+		what string
+	}{
+		{a.UnixListen != "", "--listen-unix " + a.UnixListen},
+		{a.UnixTarget != "", "a unix socket target (" + a.UnixTarget + ")"},
+		{a.ProxyProtocol != "", "--proxy-protocol " + a.ProxyProtocol + " (the server sees the client's address itself)"},
+		{a.ConnIdleTimeout > 0, "--idle-timeout"},
+		{a.KeepAlive > 0, "--keepalive"},
+		{a.IdleStop > 0, "an idle stop (not yet in the handoff mode)"},
+	} {
+		if o.set {
+			return fmt.Errorf("bro.mode=handoff for %s: cannot use %s: %s", a.Name, o.what, HandoffRule)
+		}
+	}
+	for _, p := range a.Ports {
+		if p.ContainerPort != p.HostPort {
+			return fmt.Errorf("bro.mode=handoff for %s: port %s maps host port %d to container port %d: the server's bind() of port %d receives the host socket, so both must be the same", a.Name, p.Listen(), p.HostPort, p.ContainerPort, p.ContainerPort)
+		}
+	}
+	return nil
 }

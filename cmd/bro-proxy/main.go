@@ -124,6 +124,9 @@ func parseFlags(args []string) (*options, error) {
 	if given > 1 {
 		return nil, errors.New("give at most one of --container, --pid and --netns")
 	}
+	if o.handoff || o.waitReady {
+		return o, handoffFlags(o, c)
+	}
 	if o.startUnit != "" && o.container == "" {
 		return nil, errors.New("--start-unit needs --container")
 	}
@@ -132,9 +135,6 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.connectionsMax < 1 {
 		return nil, fmt.Errorf("--connections-max %d: want at least 1", o.connectionsMax)
-	}
-	if o.handoff || o.waitReady {
-		return o, handoffFlags(o, c)
 	}
 	if o.target == "" && o.targets.Empty() {
 		return nil, errors.New("no target: give TARGET or --target")

@@ -108,9 +108,9 @@ type readiness struct {
 	unit string
 	log  *logrus.Entry
 
-	mu  sync.Mutex
-	gen int
-	ok  bool
+	mu       sync.Mutex
+	ok       bool
+	inflight bool // a systemctl start runs; it returns when the unit is active
 }
 
 func (r *readiness) ready() bool {
@@ -121,9 +121,12 @@ func (r *readiness) ready() bool {
 
 func (r *readiness) wait(ctx context.Context) {
 	r.mu.Lock()
-	r.gen++
-	gen := r.gen
 	r.ok = false
+	if r.inflight {
+		r.mu.Unlock()
+		return
+	}
+	r.inflight = true
 	r.mu.Unlock()
 	args := []string{"start", r.unit}
 	if os.Geteuid() != 0 {
@@ -131,6 +134,9 @@ func (r *readiness) wait(ctx context.Context) {
 	}
 	go func() {
 		out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput()
+		r.mu.Lock()
+		r.inflight = false
+		r.mu.Unlock()
 		if err != nil {
 			if !errors.Is(ctx.Err(), context.Canceled) {
 				r.log.WithError(err).WithField("output", strings.TrimSpace(string(out))).Warn("cannot start " + r.unit + "; clients wait in the host socket")
@@ -138,9 +144,7 @@ func (r *readiness) wait(ctx context.Context) {
 			return
 		}
 		r.mu.Lock()
-		if r.gen == gen {
-			r.ok = true
-		}
+		r.ok = true // the unit is active now, whichever container asked
 		r.mu.Unlock()
 		r.log.WithField("unit", r.unit).Info("unit is ready: the server may accept clients")
 	}()

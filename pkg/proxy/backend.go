@@ -68,6 +68,7 @@ type Container struct {
 	timeout time.Duration // --container-timeout
 	log     *logrus.Entry
 	starter *unitStarter // --start-unit, or nil
+	atOnce  bool         // ContainerConfig.StartAtOnce
 	// mount: some target is a unix socket path, resolved in the
 	// container's mount namespace (ns.EnterMount).
 	mount bool
@@ -115,6 +116,10 @@ type ContainerConfig struct {
 	// StartUnit, if set, is started (systemctl start --no-block) when a
 	// client waits for a container that is not running.
 	StartUnit string
+	// StartAtOnce: the first client that waits starts StartUnit at once.
+	// Set when the activator does not pull the unit in itself (--allow:
+	// its Wants= would start the container for a client then refused).
+	StartAtOnce bool
 	// Wrap, if set, wraps every namespace entered (socket prefetching).
 	Wrap func(ns.Sockets) ns.Sockets
 	Log  *logrus.Entry
@@ -137,6 +142,7 @@ func NewContainer(cfg ContainerConfig) (*Container, error) {
 	}
 	if cfg.StartUnit != "" {
 		s.starter = &unitStarter{unit: cfg.StartUnit, log: log}
+		s.atOnce = cfg.StartAtOnce
 	}
 	s.rescan()
 	s.followed = make(chan struct{})
@@ -324,8 +330,8 @@ func (s *Container) Get(ctx context.Context) (*Generation, error) {
 			return g, nil
 		}
 		// At the first activation the activator's Wants= is starting the
-		// unit already; afterwards nobody would.
-		if seen || time.Since(s.start) > minKickInterval {
+		// unit already (unless atOnce); afterwards nobody would.
+		if seen || s.atOnce || time.Since(s.start) > minKickInterval {
 			s.starter.kick()
 		}
 		// While clients wait, ask again every minKickInterval: a start

@@ -16,7 +16,9 @@
 //     across restarts). A new kind of backend implements Backend.
 //   - listeners.go: Inherit (LISTEN_FDS to listeners, targets by name or
 //     position); udp.go: UDP flows; proxyproto.go: the PROXY protocol
-//     header; drain.go: closing queued clients when exiting on an error.
+//     header; drain.go: closing queued clients when exiting on an error;
+//     allow.go: who may connect (--allow, pkg/allow), checked before a
+//     client reaches anything else.
 //   - A new protocol: a Listener kind in listeners.go and its serving loop
 //     next to acceptLoop and relayUDP, started from Serve.
 //

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/brothaman/brothaman-go/pkg/allow"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -38,6 +39,10 @@ type Proxy struct {
 	IdleTimeout      time.Duration // close a connection silent both ways this long (0: never)
 	KeepAlive        time.Duration // TCP keepalive idle/interval on both sides (0: 15s on clients only)
 	Log              *logrus.Entry // nil: logrus's standard logger
+	// Allow, if set, checks every client first (allow.go): a refused one
+	// is reset before the backend is asked for anything, and the datagrams
+	// of a refused UDP source are dropped. nil: everyone may connect.
+	Allow *allow.Guard
 	// Status, if set, is called with a one-line summary whenever the
 	// counters changed, at most once a second (sd_notify STATUS=).
 	Status func(string)
@@ -293,6 +298,12 @@ func (p *Proxy) acceptLoop(ctx context.Context, l Listener, errc chan<- error) {
 			return
 		}
 		backoff = 0
+		// Before anything else: a refused client starts no container,
+		// dials nothing and counts for no idle timer.
+		if p.Allow != nil && !p.admitStream(fd, sa) {
+			<-p.sem
+			continue
+		}
 		p.connStart()
 		// A backend that listens already: connect here, and on to a
 		// relay loop, with no goroutine and no poller in between.

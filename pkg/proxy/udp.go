@@ -37,7 +37,18 @@ type udpFlow struct {
 	conn   *net.UDPConn // nil while the flow waits for the backend
 	queue  [][]byte     // datagrams that arrived meanwhile
 	last   atomic.Int64 // UnixNano of the last datagram either way
+	// refused: a source the allow list refused, remembered for UDPIdle so
+	// its datagrams are dropped without a lookup each (and logged once).
+	refused bool
+	// checked: when the allow list last admitted the source (dispatch's
+	// own field): checked again at most every udpRecheck while it sends.
+	checked time.Time
 }
+
+// udpRecheck is how often a live flow's source is checked again: a flow
+// is keyed by the client's address and port, which another user may bind
+// once the first one closed its socket.
+const udpRecheck = time.Second
 
 func (f *udpFlow) touch() { f.last.Store(time.Now().UnixNano()) }
 
@@ -88,8 +99,18 @@ func (p *Proxy) dispatch(l Listener, flows *udpFlows, addr net.Addr, d []byte) {
 			p.Log.WithField("conn", key).Debug("UDP flow limit reached; datagram dropped")
 			return
 		case f == nil:
+			if p.Allow != nil {
+				// no lock held during the lookup; only this goroutine
+				// adds flows, so none appears meanwhile
+				flows.mu.Unlock()
+				if !p.admitDatagram(l, addr) {
+					p.refuseFlow(flows, key, addr)
+					return
+				}
+				flows.mu.Lock()
+			}
 			// copied: the listener's buffer is reused for the next datagram
-			f = &udpFlow{client: addr, queue: [][]byte{append([]byte(nil), d...)}}
+			f = &udpFlow{client: addr, queue: [][]byte{append([]byte(nil), d...)}, checked: time.Now()}
 			f.touch()
 			flows.m[key] = f
 			flows.mu.Unlock()
@@ -98,6 +119,9 @@ func (p *Proxy) dispatch(l Listener, flows *udpFlows, addr net.Addr, d []byte) {
 				defer p.connEnd()
 				p.runFlow(l, f, flows, key)
 			}()
+			return
+		case f.refused:
+			flows.mu.Unlock()
 			return
 		case f.conn == nil:
 			if len(f.queue) < maxQueued {
@@ -108,6 +132,16 @@ func (p *Proxy) dispatch(l Listener, flows *udpFlows, addr net.Addr, d []byte) {
 		}
 		c := f.conn
 		flows.mu.Unlock()
+		if p.Allow != nil && time.Since(f.checked) >= udpRecheck {
+			if !p.admitDatagram(l, addr) {
+				// another socket now: end the flow (runFlow's read fails)
+				// and drop this source's datagrams from now on
+				c.Close()
+				p.refuseFlow(flows, key, addr)
+				return
+			}
+			f.checked = time.Now()
+		}
 		f.touch()
 		_, err := c.Write(d) // a flow's datagram: no copy
 		if err == nil {
@@ -126,6 +160,22 @@ func (p *Proxy) dispatch(l Listener, flows *udpFlows, addr net.Addr, d []byte) {
 		}
 		flows.mu.Unlock()
 	}
+}
+
+// refuseFlow remembers a refused source in flows for UDPIdle, in place of
+// its flow if it had one.
+func (p *Proxy) refuseFlow(flows *udpFlows, key string, addr net.Addr) {
+	f := &udpFlow{client: addr, refused: true}
+	flows.mu.Lock()
+	flows.m[key] = f
+	flows.mu.Unlock()
+	time.AfterFunc(p.udpIdle(), func() {
+		flows.mu.Lock()
+		if flows.m[key] == f {
+			delete(flows.m, key)
+		}
+		flows.mu.Unlock()
+	})
 }
 
 // udpBufs lends a datagram buffer to a flow only while it reads one: a flow

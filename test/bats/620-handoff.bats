@@ -1,0 +1,292 @@
+#!/usr/bin/env bats
+# 620-handoff: bro.mode=handoff end to end, rootless under the user manager:
+# the container's own bind() receives the systemd socket through seccomp user
+# notification (bro-hook precreate writes the filter, bro-proxy --handoff is
+# the agent), so the server accepts on the host socket and nothing relays.
+
+load helpers
+load pg
+
+setup() {
+  bro_setup
+  requires root user_manager bro
+}
+
+# ho_pg [EXTRA-LINES]: a Network=none PostgreSQL quadlet in handoff mode on a
+# free port, listening on both 0.0.0.0 and :: (two binds of one port), through
+# the generator: daemon-reload is the only step. Sets PG_* as pg_quadlet does.
+ho_pg() {
+  PG_NAME=$BRO_TEST_PREFIX-pg
+  PG_CTR=$BRO_TEST_PREFIX-db
+  PG_PORT=$(free_port)
+  PG_DATA=$(user_tmpdir "$RIG_USER")/pgdata
+  as_user "$RIG_USER" mkdir -p "$PG_DATA"
+  write_quadlet "$RIG_USER" "$PG_NAME.container" <<EOF
+[Container]
+Image=$PG_IMAGE
+ContainerName=$PG_CTR
+Environment=POSTGRES_PASSWORD=$PG_PASSWORD POSTGRES_LISTEN_ADDRESSES=*
+Volume=$PG_DATA:/var/lib/postgresql/data
+Network=none
+Notify=true
+Annotation=bro.activate=$PG_PORT
+Annotation=bro.mode=handoff
+Exec=-p $PG_PORT
+${1:-}
+EOF
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 user_systemctl start "$PG_NAME-activator.socket"
+  wait_for_port "$PG_PORT"
+}
+
+# ho_web: busybox httpd (it binds ::) in handoff mode, without Notify=.
+# Its shell binds a second port (nc -l) whenever /tmp/rebind appears: a
+# process under the container's first seccomp filter, for the agent restart.
+ho_web() {
+  WEB_NAME=$BRO_TEST_PREFIX-web
+  WEB_PORT=$(free_port)
+  WEB_OTHER=$(free_port)
+  write_quadlet "$RIG_USER" "$WEB_NAME.container" <<EOF
+[Container]
+Image=$BBOX_IMAGE
+ContainerName=$WEB_NAME
+Network=none
+Annotation=bro.activate=$WEB_PORT
+Annotation=bro.mode=handoff
+Exec=sh -c 'mkdir -p /www && echo handoff-ok >/www/index.html && httpd -p $WEB_PORT -h /www && while sleep 0.1; do if [ -e /tmp/rebind ]; then rm /tmp/rebind; nc -l -p $WEB_OTHER </dev/null & fi; done'
+EOF
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 user_systemctl start "$WEB_NAME-activator.socket"
+  wait_for_port "$WEB_PORT"
+}
+
+# activator_log_of NAME: the journal of NAME-activator.service.
+activator_log_of() { user_journalctl -o cat -u "$1-activator.service"; }
+
+# socket_ino PORT: the inode of the listening socket on 127.0.0.1:PORT.
+socket_ino() { ss -Hltne "sport = :$1" | grep -o 'ino:[0-9]*' | head -1; }
+
+@test "handoff: PostgreSQL (Network=none) serves psql on the host socket itself, sees the client's real port, keeps the Backlog" {
+  ho_pg
+  local ino
+  ino=$(socket_ino "$PG_PORT")
+  [[ -n $ino ]] || fail "no listening socket on $PG_PORT"
+  run_cmd 0 pg_states
+  assert_output "inactive active inactive"
+
+  # the first connection starts everything and is served, not refused as
+  # "starting up": accept() is held until the unit is ready
+  run_cmd 0 pg_sql "select 'first try'"
+  assert_output "first try"
+
+  # the client's own port reaches the server: no relay, no PROXY protocol
+  pg_sql "select inet_client_port(), pg_sleep(1.5)" >"$BATS_TEST_TMPDIR/port" &
+  run_bg_pid=$!
+  echo "$run_bg_pid" >>"$BATS_TEST_TMPDIR/.bro-pids"
+  local peer=
+  for _ in $(seq 50); do
+    peer=$(ss -Htn state established "dport = :$PG_PORT" | awk '{print $3}' | sed 's/.*://' | head -1)
+    [[ -n $peer ]] && break
+    sleep 0.05
+  done
+  wait "$run_bg_pid"
+  run_cmd 0 cat "$BATS_TEST_TMPDIR/port"
+  assert_output "$peer|"
+
+  # the postmaster holds the very socket systemd listens on, and the server
+  # side of a connection belongs to postgres, never to bro-proxy
+  run_cmd 0 ss -Hltnpe "sport = :$PG_PORT"
+  assert_output --partial "$ino"
+  assert_output --partial '"postgres"'
+  assert_output --regexp 'LISTEN +[0-9]+ +4096 '
+  pg_sql "select pg_sleep(1)" >/dev/null &
+  echo $! >>"$BATS_TEST_TMPDIR/.bro-pids"
+  for _ in $(seq 50); do
+    # until a process owns it (accepted, not just queued)
+    run ss -Htnp state established "sport = :$PG_PORT"
+    [[ $output == *users:* ]] && break
+    sleep 0.05
+  done
+  assert_output --partial '"postgres"'
+  refute_output --partial bro-proxy
+
+  # the second bind of the port (::) went on normally, inside the container
+  run_cmd 0 activator_log
+  assert_output --partial 'gave the host socket to bind()'
+  assert_output --partial 'host socket held by another process; this bind proceeds normally'
+}
+
+@test "handoff: 20 simultaneous cold clients are all served by one container start" {
+  ho_pg
+  local i pids=() fails=0
+  for i in $(seq 20); do
+    pg_sql "select $i" >"$BATS_TEST_TMPDIR/client.$i" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { fails=$((fails + 1)); cat "$BATS_TEST_TMPDIR/client.$((i + 1))"; }
+  done
+  (( fails == 0 )) || fail "$fails of 20 clients failed"
+  for i in $(seq 20); do
+    run_cmd 0 cat "$BATS_TEST_TMPDIR/client.$i"
+    assert_output "$i"
+  done
+  run_cmd 0 activator_log
+  [[ $(grep -c "serving the container's seccomp listener" <<<"$output") == 1 ]] ||
+    fail "want exactly one container start"
+}
+
+@test "handoff: a restart and a kill -9 of the container; the next client is served each time; crossuser too" {
+  ho_pg
+  run_cmd 0 pg_sql "create table lab (note text); insert into lab values ('kept')"
+  run_cmd 0 user_systemctl restart "$PG_NAME.service"
+  run_cmd 0 pg_sql "select note from lab"
+  assert_output "kept"
+
+  run_user_podman 0 kill -s KILL "$PG_CTR"
+  wait_unit_down "$PG_NAME-activator.service"
+  run_cmd 0 pg_sql "select note from lab"
+  assert_output "kept"
+
+  # cross-over: another unprivileged user's psql through the same socket
+  run_cmd 0 pg_sql -u "$CROSS_USER" "select current_user || ' via ' || host(inet_client_addr())"
+  assert_output "postgres via 127.0.0.1"
+}
+
+@test "handoff: busybox httpd (binds ::) serves on the host socket; the agent killed with -9 gets the filter back from the fd store" {
+  ho_web
+  run_cmd 0 curl -sS -m 30 "http://127.0.0.1:$WEB_PORT/"
+  assert_output "handoff-ok"
+  run_cmd 0 ss -Hltnp "sport = :$WEB_PORT"
+  assert_output --partial '"httpd"'
+
+  local pid
+  pid=$(user_systemctl show -p MainPID --value "$WEB_NAME-activator.service")
+  [[ $pid -gt 0 ]] || fail "no agent running"
+  kill -9 "$pid"
+  for _ in $(seq 100); do
+    local now
+    now=$(user_systemctl show -p MainPID --value "$WEB_NAME-activator.service")
+    [[ $now -gt 0 && $now != "$pid" ]] && break
+    sleep 0.05
+  done
+  run_cmd 0 curl -sS -m 30 "http://127.0.0.1:$WEB_PORT/"
+  assert_output "handoff-ok"
+  run_cmd 0 activator_log_of "$WEB_NAME"
+  assert_output --partial "serving a seccomp listener kept in the file descriptor store"
+
+  # a process under the container's first filter binds another port after
+  # the agent's restart: it proceeds (without the stored listener: ENOSYS)
+  run_user_podman 0 exec "$WEB_NAME" touch /tmp/rebind
+  local listening=
+  for _ in $(seq 50); do
+    listening=$(user_podman exec "$WEB_NAME" netstat -ltn 2>/dev/null | grep ":$WEB_OTHER " || true)
+    [[ -n $listening ]] && break
+    sleep 0.1
+  done
+  [[ -n $listening ]] || fail "nc in the container could not bind $WEB_OTHER after the agent restart"
+  # and the container holds only the socket its annotation names: the
+  # other port is its own, in its own network namespace
+  run_cmd 0 ss -Hltn "sport = :$WEB_OTHER"
+  assert_output ""
+}
+
+@test "handoff: the agent's socket is private to the user; a container without bro.mode=handoff gets nothing" {
+  ho_web
+  run_cmd 0 curl -sS -m 30 "http://127.0.0.1:$WEB_PORT/"
+  local sock=/run/user/$(id -u "$RIG_USER")/bro/handoff/$WEB_NAME.sock
+  run_cmd 0 stat -c '%a %U' "$sock"
+  assert_output "600 $RIG_USER"
+  run_cmd 0 stat -c '%a' "$(dirname "$sock")"
+  assert_output "700"
+  run as_user "$CROSS_USER" nc -U -N "$sock" </dev/null
+  (( status != 0 )) || fail "$CROSS_USER could connect to $sock"
+
+  # a plain container binding the same port number: its own socket, in its
+  # own namespace, and the host socket stays with the web container
+  run_user_podman 0 run -d --name "$BRO_TEST_PREFIX-plain" --network none "$BBOX_IMAGE" nc -l -p "$WEB_PORT"
+  run_cmd 0 ss -Hltnp "sport = :$WEB_PORT"
+  assert_output --partial '"httpd"'
+  refute_output --partial '"nc"'
+}
+
+@test "handoff: refusals name the value and the rule, and write nothing" {
+  local q=$BRO_TEST_PREFIX-r units=/home/$RIG_USER/.config/systemd/user
+  write_quadlet "$RIG_USER" "$q.container" <<EOF
+[Container]
+Image=$BBOX_IMAGE
+Network=none
+Annotation=bro.activate=18099
+EOF
+  run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" --mode handoff "$q"
+  assert_output --partial "add Annotation=bro.mode=handoff"
+  run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" --mode zero-hop "$q"
+  assert_output --partial 'want proxy, direct or handoff'
+
+  write_quadlet "$RIG_USER" "$q.container" <<EOF
+[Container]
+Image=$BBOX_IMAGE
+Network=none
+Annotation=bro.activate=18099
+Annotation=bro.mode=handoff
+EOF
+  run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" --target-unix /run/x.sock "$q"
+  assert_output --partial "cannot use a unix socket target"
+  run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" --listen 18099 --target 80 "$q"
+  assert_output --partial "both must be the same"
+
+  write_quadlet "$RIG_USER" "$q.container" <<EOF
+[Container]
+Image=$BBOX_IMAGE
+Network=none
+Annotation=bro.activate=18099
+Annotation=bro.mode=handoff
+SeccompProfile=unconfined
+EOF
+  run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" "$q"
+  assert_output --partial "SeccompProfile=unconfined"
+
+  write_quadlet "$RIG_USER" "$q.container" <<EOF
+[Container]
+Image=$BBOX_IMAGE
+Network=none
+Annotation=bro.activate=18099
+Annotation=bro.mode=handoff
+PodmanArgs=--privileged
+EOF
+  run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" "$q"
+  assert_output --partial "--privileged switches seccomp off"
+  # the generator logs and skips it: no units for it
+  run_cmd 0 user_systemctl daemon-reload
+  run user_systemctl cat "$q-activator.service"
+  (( status != 0 )) || fail "the generator wrote units for a refused quadlet"
+  run_cmd 0 ls "$units"
+  refute_output --partial "$q"
+}
+
+@test "handoff: bro-activate --mode handoff writes the units and --remove takes them back" {
+  local q=$BRO_TEST_PREFIX-a units=/home/$RIG_USER/.config/systemd/user port
+  port=$(free_port)
+  write_quadlet "$RIG_USER" "$q.container" <<EOF
+[Container]
+Image=$BBOX_IMAGE
+ContainerName=$q
+Network=none
+Annotation=bro.activate=$port
+Annotation=bro.mode=handoff
+Exec=httpd -f -p $port -h /etc
+EOF
+  run_cmd 0 as_user "$RIG_USER" "$BRO_ACTIVATE" --mode handoff "$q"
+  assert_output --partial "$q-activator-seccomp.socket"
+  assert_output --partial "50-$q-activator-handoff.conf"
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 user_systemctl enable --now "$q-activator.socket"
+  wait_for_port "$port"
+  run_cmd 0 curl -sS -m 30 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/"
+  assert_output 404
+  run_cmd 0 as_user "$RIG_USER" "$BRO_ACTIVATE" --remove "$q"
+  run_cmd 0 ls -R "$units"
+  refute_output --partial "$q"
+  run ss -Hltn "sport = :$port"
+  assert_output ""
+}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/brothaman/brothaman-go/internal/cli"
+	"github.com/brothaman/brothaman-go/pkg/allow"
 	"github.com/brothaman/brothaman-go/pkg/fdpass"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	_ "github.com/brothaman/brothaman-go/pkg/ns/nsenter" // the namespace helper's constructor (ns.RunHelper)
@@ -46,6 +47,7 @@ type options struct {
 	logLevel         string
 	targets          proxy.Targets
 	proxyProto       proxy.ProxyProtocols
+	allow            string
 	target           string
 	handoff          bool
 	waitReady        bool
@@ -94,6 +96,7 @@ func newCommand(o *options) *cli.Command {
 	fs.Var(&o.targets, "target", "target for the inherited socket named NAME, or for the next one in order; repeatable")
 	fs.Var(&o.proxyProto, "proxy-protocol", "send a PROXY protocol header so the backend sees the client's address; for the socket named NAME, or all; repeatable")
 	c.Complete("proxy-protocol", "v1 v2")
+	fs.StringVar(&o.allow, "allow", "", "only these clients may connect (the user bro-proxy runs as always may): `LIST` of NAME, uid:N, @GROUP, IP or IP/PREFIX")
 	fs.BoolVar(&o.handoff, "handoff", false, "be the handoff agent of --start-unit: give the inherited host sockets to its containers' bind() through their seccomp listeners (the socket named \"seccomp\"); relay nothing")
 	fs.BoolVar(&o.waitReady, "wait-ready", false, "with --handoff: hold clients in the host sockets until --start-unit is active (Notify=)")
 	return c
@@ -123,6 +126,14 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if given > 1 {
 		return nil, errors.New("give at most one of --container, --pid and --netns")
+	}
+	if o.allow != "" {
+		if _, err := allow.Parse(o.allow); err != nil {
+			return nil, err
+		}
+		if o.handoff {
+			return nil, errors.New("--allow cannot be used with --handoff: the container takes the socket itself and nothing checks who connects")
+		}
 	}
 	if o.handoff || o.waitReady {
 		return o, handoffFlags(o, c)
@@ -182,6 +193,12 @@ func newLogger(level string) *logrus.Logger {
 
 func run(o *options, logger *logrus.Logger) error {
 	log := logrus.NewEntry(logger)
+	// first, in this thread of the host's namespaces (allow.go)
+	guard, err := newGuard(o.allow, log)
+	if err != nil {
+		return err
+	}
+	defer guard.Close()
 	fds, err := fdpass.Listen()
 	if err != nil {
 		return err
@@ -212,7 +229,7 @@ func run(o *options, logger *logrus.Logger) error {
 		Listeners: listeners, Backend: backend, ConnectTimeout: o.connectTimeout,
 		ContainerTimeout: o.containerTimeout, MaxConns: o.connectionsMax, IdleExit: o.exitIdle,
 		DrainTimeout: o.drainTimeout, UDPIdle: o.udpIdle, UDPFlowsMax: o.udpFlowsMax,
-		IdleTimeout: o.idleTimeout, KeepAlive: o.keepAlive, Log: log,
+		IdleTimeout: o.idleTimeout, KeepAlive: o.keepAlive, Log: log, Allow: guard,
 		Status: func(s string) { daemon.SdNotify(false, "STATUS="+s) },
 	}
 	for _, l := range listeners {
@@ -259,7 +276,7 @@ func newBackend(o *options, log *logrus.Entry, mount bool, wrap func(ns.Sockets)
 			return nil, err
 		}
 		b, err := proxy.NewContainer(proxy.ContainerConfig{Name: o.container, UID: uid, Dir: dir, Timeout: o.containerTimeout,
-			Mount: mount, StartUnit: o.startUnit, Wrap: wrap, Log: log})
+			Mount: mount, StartUnit: o.startUnit, StartAtOnce: o.allow != "", Wrap: wrap, Log: log})
 		if err != nil {
 			dir.Close()
 			return nil, err

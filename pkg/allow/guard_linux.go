@@ -31,8 +31,13 @@ func NewGuard(m *Matcher) (*Guard, error) {
 	return &Guard{m: m, diag: d}, nil
 }
 
-// Close closes the netlink sockets; no Check may run any more.
-func (g *Guard) Close() { g.diag.Close() }
+// Close closes the netlink sockets; no check may run any more. A nil
+// Guard's Close does nothing.
+func (g *Guard) Close() {
+	if g != nil {
+		g.diag.Close()
+	}
+}
 
 // Rule is the allow list, canonical, for log lines.
 func (g *Guard) Rule() string { return g.m.Value }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/brothaman/brothaman-go/pkg/allow"
 	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
@@ -48,6 +49,10 @@ type Activator struct {
 	ConnIdleTimeout, KeepAlive time.Duration
 	SourcePath                 string
 	Generated                  bool
+	// Allow, if set, lets only the container's owner and these clients
+	// connect (bro-proxy --allow). The activator then pulls nothing in:
+	// bro-proxy starts NAME.service for the first client it lets in.
+	Allow allow.List
 	// Handoff renders the handoff mode instead of the proxy: bro-proxy
 	// --handoff holds the host sockets and gives them to the container's own
 	// bind() through its seccomp listener, at AgentSocket(); nothing relays.
@@ -124,6 +129,9 @@ func (a Activator) ExecStart() string {
 	if a.KeepAlive > 0 {
 		args = append(args, "--keepalive", Seconds(a.KeepAlive))
 	}
+	if len(a.Allow) > 0 {
+		args = append(args, "--allow", a.Allow.String())
+	}
 	for _, p := range a.Ports {
 		if a.UnixTarget != "" && p.Proto == "tcp" {
 			args = append(args, "--target", a.UnixTarget)
@@ -187,6 +195,9 @@ func (a Activator) HandoffExecStart() string {
 	if a.AfterReady {
 		args = append(args, "--wait-ready")
 	}
+	if a.IdleStop > 0 {
+		args = append(args, "--exit-idle-time", Seconds(a.IdleStop))
+	}
 	for i, s := range args {
 		args[i] = execArg(s)
 	}
@@ -232,6 +243,9 @@ func (a Activator) Files() ([]File, error) {
 		{a.Unit() + ".service", "activator.service.tmpl"},
 		{a.StartLimitConf(), "activator-start-limit.conf.tmpl"},
 	}
+	if a.Handoff && len(a.Allow) > 0 {
+		return nil, allow.CheckMode(annotation.ModeHandoff)
+	}
 	if a.Handoff {
 		if err := a.handoffValid(); err != nil {
 			return nil, err
@@ -241,7 +255,11 @@ func (a Activator) Files() ([]File, error) {
 			struct{ path, tmpl string }{a.HandoffConf(), "handoff.conf.tmpl"})
 	}
 	if a.IdleStop > 0 {
-		kinds = append(kinds, struct{ path, tmpl string }{a.IdleStopConf(), "idle-stop.conf.tmpl"})
+		t := "idle-stop.conf.tmpl"
+		if len(a.Allow) > 0 {
+			t = "allow-idle-stop.conf.tmpl" // same path: --remove and --force find it
+		}
+		kinds = append(kinds, struct{ path, tmpl string }{a.IdleStopConf(), t})
 	}
 	var files []File
 	for _, k := range kinds {
@@ -268,7 +286,6 @@ func (a Activator) handoffValid() error {
 		{a.ProxyProtocol != "", "--proxy-protocol " + a.ProxyProtocol + " (the server sees the client's address itself)"},
 		{a.ConnIdleTimeout > 0, "--idle-timeout"},
 		{a.KeepAlive > 0, "--keepalive"},
-		{a.IdleStop > 0, "an idle stop (not yet in the handoff mode)"},
 	} {
 		if o.set {
 			return fmt.Errorf("bro.mode=handoff for %s: cannot use %s: %s", a.Name, o.what, HandoffRule)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brothaman/brothaman-go/pkg/allow"
 	"github.com/brothaman/brothaman-go/pkg/annotation"
 )
 
@@ -20,6 +21,15 @@ func ports(t *testing.T, value string) []annotation.Port {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func allowList(t *testing.T, value string) allow.List {
+	t.Helper()
+	l, err := allow.Parse(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 // goldenCases are the unit sets checked against testdata/NAME/ and, when
@@ -38,6 +48,8 @@ func goldenCases(t *testing.T, proxy string) map[string][]File {
 			UnixTarget: "/run/postgresql/.s.PGSQL.5432", ProxyProtocol: "v2",
 			ConnIdleTimeout: 10 * time.Minute, KeepAlive: 30 * time.Second},
 		"udp-only": Activator{Name: "dns", ContainerName: "dns", Ports: ports(t, "5353/udp"), Proxy: proxy},
+		"allow": Activator{Name: "app", ContainerName: "systemd-app", Ports: ports(t, "127.0.0.1:8080:80,5353/udp"), Proxy: proxy,
+			IdleStop: 5 * time.Minute, AfterReady: true, Allow: allowList(t, "crossuser, @web uid:1003,10.0.0.0/8")},
 		"generated": Activator{Name: "gen", ContainerName: "systemd-gen", Ports: ports(t, "8080"), Proxy: proxy,
 			Generated: true, SourcePath: "/etc/containers/systemd/gen.container", IdleStop: 1500 * time.Millisecond},
 		"direct":       Direct{Name: "echo", Ports: ports(t, "127.0.0.1:7777:7")},

@@ -45,7 +45,7 @@ func TestActivatorAllow(t *testing.T) {
 				conf = string(f.Data)
 			}
 		}
-		if !strings.Contains(conf, "\nBindsTo=app-activator.service\n") || strings.Contains(conf, "StopWhenUnneeded") {
+		if !strings.Contains(conf, "\nBindsTo=app-activator.service\n") || strings.Contains(conf, "\nStopWhenUnneeded=") {
 			t.Errorf("idle-stop drop-in:\n%s\nwant BindsTo=app-activator.service and no StopWhenUnneeded=", conf)
 		}
 	})

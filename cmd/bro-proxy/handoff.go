@@ -83,6 +83,12 @@ func runHandoff(o *options, log *logrus.Entry) error {
 		}
 		a.Resume(ctx, f.Name, fd)
 	}
+	if o.exitIdle > 0 {
+		go table.IdleWatch(o.exitIdle, ctx.Done(), func() {
+			log.WithField("idle", o.exitIdle).Info("no connection for the idle time: exiting, so that the container stops too")
+			stop()
+		}, func(err error) { log.WithError(err).Warn("cannot count the host sockets' connections; not idle") })
+	}
 	daemon.SdNotify(false, fmt.Sprintf("READY=1\nSTATUS=handing %d host sockets to %s", len(host), o.startUnit))
 	err = a.Serve(ctx, agentLn)
 	daemon.SdNotify(false, "STOPPING=1")

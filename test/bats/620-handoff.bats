@@ -290,3 +290,60 @@ EOF
   run ss -Hltn "sport = :$port"
   assert_output ""
 }
+
+@test "handoff: bro.idle-stop stops the agent and the container after the last connection; the next client starts both" {
+  WEB_NAME=$BRO_TEST_PREFIX-idle
+  WEB_PORT=$(free_port)
+  write_quadlet "$RIG_USER" "$WEB_NAME.container" <<EOF2
+[Container]
+Image=$BBOX_IMAGE
+ContainerName=$WEB_NAME
+Network=none
+Annotation=bro.activate=$WEB_PORT
+Annotation=bro.mode=handoff
+Annotation=bro.idle-stop=2s
+Exec=sh -c 'mkdir -p /www && echo idle-ok >/www/index.html && exec httpd -f -p $WEB_PORT -h /www'
+EOF2
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 user_systemctl start "$WEB_NAME-activator.socket"
+  wait_for_port "$WEB_PORT"
+  run_cmd 0 curl -sS -m 30 "http://127.0.0.1:$WEB_PORT/"
+  assert_output "idle-ok"
+  # a connection held open keeps both up past the idle time
+  exec 5<>"/dev/tcp/127.0.0.1/$WEB_PORT"
+  sleep 3.5
+  run_cmd 0 unit_state "$WEB_NAME.service"
+  assert_output active
+  exec 5>&-
+  wait_unit_down "$WEB_NAME-activator.service" 30
+  wait_unit_down "$WEB_NAME.service" 30
+  run_cmd 0 activator_log_of "$WEB_NAME"
+  assert_output --partial "no connection for the idle time"
+  run_cmd 0 curl -sS -m 30 "http://127.0.0.1:$WEB_PORT/"
+  assert_output "idle-ok"
+}
+
+@test "handoff: UDP, dnsmasq's own bind() receives the host datagram socket; the first query is answered" {
+  requires cmd:dig cmd:dnsmasq
+  IMAGE=localhost/bro-dnsmasq:latest bash "$BRO_REPO/test/images/dnsmasq.sh" \
+    runuser -u "$RIG_USER" -- env XDG_RUNTIME_DIR="/run/user/$(id -u "$RIG_USER")" "$PODMAN" >/dev/null
+  local q=$BRO_TEST_PREFIX-dns port
+  port=$(free_port)
+  write_quadlet "$RIG_USER" "$q.container" <<EOF2
+[Container]
+Image=localhost/bro-dnsmasq:latest
+ContainerName=$q
+Network=none
+Annotation=bro.activate=$port/udp
+Annotation=bro.mode=handoff
+Exec=--no-daemon --no-resolv --no-hosts --port=$port --listen-address=127.0.0.1 --bind-interfaces --user=root --address=/bro.test/127.0.0.7
+EOF2
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 user_systemctl start "$q-activator.socket"
+  run_cmd 0 dig +short +tries=1 +time=30 -p "$port" @127.0.0.1 bro.test
+  assert_output "127.0.0.7"
+  run_cmd 0 ss -Hlunp "sport = :$port"
+  assert_output --partial '"dnsmasq"'
+  run_cmd 0 activator_log_of "$q"
+  assert_output --partial 'type=datagram'
+}

@@ -44,6 +44,7 @@ type childConfig struct {
 	Backlog  int        // listen(fd, Backlog) on each socket whose bind succeeded
 	Accept   int        // index in Binds of the socket to accept one connection on; -1 for none
 	WaitGo   bool       // wait for a message from the test before binding
+	Retry    bool       // accept: retry an accept that fails with EAGAIN (every 10 ms, 10 s at most)
 }
 
 type bindSpec struct {
@@ -70,7 +71,8 @@ type bindResult struct {
 
 // acceptReport is the child's second message, when it accepted.
 type acceptReport struct {
-	Peer string // getpeername of the accepted connection
+	Again int    // accepts that failed with EAGAIN first (Retry)
+	Peer  string // getpeername of the accepted connection
 	Read string
 	Err  string
 }
@@ -136,6 +138,9 @@ func childMain(cfgJSON string) int {
 	}
 	if cfg.Accept >= 0 {
 		serve := acceptOne
+		if cfg.Retry {
+			serve = acceptRetry
+		}
 		if cfg.Binds[cfg.Accept].UDP {
 			serve = echoDatagram
 		}
@@ -200,13 +205,19 @@ func acceptOne(fd int) acceptReport {
 		r.Err = fmt.Sprintf("poll: %d ready, %v", n, err)
 		return r
 	}
-	cfd, peer, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
+	cfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
 	if err != nil {
 		r.Err = "accept: " + err.Error()
 		return r
 	}
+	return serveConn(cfd)
+}
+
+// serveConn reads a line from connection cfd, echoes it and closes it.
+func serveConn(cfd int) acceptReport {
+	var r acceptReport
 	defer unix.Close(cfd)
-	if a, ok := peer.(*unix.SockaddrInet4); ok {
+	if a, ok := must(unix.Getpeername(cfd)).(*unix.SockaddrInet4); ok {
 		r.Peer = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
 	}
 	buf := make([]byte, 64)
@@ -218,6 +229,31 @@ func acceptOne(fd int) acceptReport {
 	r.Read = string(buf[:n])
 	unix.Write(cfd, append([]byte("echo "), buf[:n]...))
 	return r
+}
+
+// acceptRetry is acceptOne for a server whose accept() may fail with EAGAIN
+// although poll said a client is there, as it does while the agent holds
+// clients back: it counts those and tries again.
+func acceptRetry(fd int) acceptReport {
+	again := 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		unix.Poll(p, 1000)
+		cfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		if err == unix.EAGAIN {
+			again++
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return acceptReport{Again: again, Err: "accept: " + err.Error()}
+		}
+		unix.SetNonblock(cfd, false)
+		r := serveConn(cfd)
+		r.Again = again
+		return r
+	}
+	return acceptReport{Again: again, Err: "accept: still EAGAIN after 10 s"}
 }
 
 // echoDatagram answers one datagram with "echo " and its content.
@@ -248,7 +284,7 @@ func echoDatagram(fd int) acceptReport {
 // system calls of the native ABI and allows everything else, on every thread
 // (TSYNC; with a listener that needs TSYNC_ESRCH), and returns the listener.
 func installFilter(names []string) (int, error) {
-	nrs := map[string]uint32{"bind": unix.SYS_BIND, "listen": unix.SYS_LISTEN}
+	nrs := map[string]uint32{"bind": unix.SYS_BIND, "listen": unix.SYS_LISTEN, "accept4": unix.SYS_ACCEPT4}
 	prog := []unix.SockFilter{
 		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 4}, // seccomp_data.arch
 		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, K: nativeArch},

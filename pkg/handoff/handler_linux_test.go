@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -92,10 +93,16 @@ func (w testLog) Write(b []byte) (int, error) { w.t.Logf("%s", b); return len(b)
 // waits for Serve to end, which it must by itself once the child has exited.
 func serve(t *testing.T, table *Table, c *child) (wait func()) {
 	t.Helper()
+	return serveWith(t, &Handler{Table: table}, c)
+}
+
+// serveWith is serve with a Handler of the test's; its Log is set here.
+func serveWith(t *testing.T, h *Handler, c *child) (wait func()) {
+	t.Helper()
 	l := logrus.New()
 	l.SetOutput(testLog{t})
 	l.SetLevel(logrus.DebugLevel)
-	h := &Handler{Table: table, Log: logrus.NewEntry(l)}
+	h.Log = logrus.NewEntry(l)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var serveErr error
@@ -312,6 +319,57 @@ func checkServed(t *testing.T, h hostSocket, c *child) {
 	if acc.Peer != conn.LocalAddr().String() {
 		t.Errorf("peer the child accepted: got %s; want the client's own %s", acc.Peer, conn.LocalAddr())
 	}
+}
+
+// TestAcceptGate: while Ready says no, the server's accept() of a host
+// socket fails with EAGAIN and the client stays queued; once Ready says yes
+// the same client is accepted, with its own address.
+func TestAcceptGate(t *testing.T) {
+	h := listenHost(t, "tcp4")
+	table, err := NewTable(h.fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer table.Close()
+	var ready atomic.Bool
+	c, err := startChild(t, childConfig{OwnNetns: true, Notify: []string{"bind", "listen", "accept4"},
+		Binds: []bindSpec{{Addr: "0.0.0.0", Port: h.port, Cloexec: true}}, Backlog: 5, Accept: 0, Retry: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := serveWith(t, &Handler{Table: table, Ready: ready.Load}, c)
+	var rep childReport
+	c.read(&rep)
+	if rep.Err != "" || len(rep.Binds) != 1 || rep.Binds[0].Ino != h.ino {
+		t.Fatalf("child: %+v; want its bind to get the host socket (inode %d)", rep, h.ino)
+	}
+	conn, err := net.DialTimeout("tcp4", h.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(200 * time.Millisecond) // the child tries and is held back meanwhile
+	ready.Store(true)
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "echo ping\n" {
+		t.Fatalf("echo: got %q, %v; want %q", line, err, "echo ping\n")
+	}
+	var acc acceptReport
+	c.read(&acc)
+	if acc.Err != "" {
+		t.Fatalf("child: %s", acc.Err)
+	}
+	if acc.Again == 0 {
+		t.Errorf("the child's accept was never held back (0 EAGAIN while not ready)")
+	}
+	if acc.Peer != conn.LocalAddr().String() {
+		t.Errorf("peer the child accepted: got %s; want the client's own %s", acc.Peer, conn.LocalAddr())
+	}
+	c.finish()
+	wait()
 }
 
 // TestHandoffHolder runs three containers, one after another, on one Table:

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/brothaman/brothaman-go/internal/cli"
+	"github.com/brothaman/brothaman-go/pkg/allow"
 	"github.com/brothaman/brothaman-go/pkg/annotation"
 	"github.com/brothaman/brothaman-go/pkg/quadlet"
 	"github.com/brothaman/brothaman-go/pkg/units"
@@ -74,7 +75,20 @@ func activate(o *options, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s has Annotation=%s=%s: use bro-activate-direct %s", c.Path, annotation.ModeKey, mode, o.name)
 		}
 	}
+	var allowed allow.List
+	if o.direct {
+		err = refuseAllowDirect(c)
+	} else {
+		allowed, err = allowList(c, o.allow, mode, c.Path+": ", stderr)
+	}
+	if err != nil {
+		return err
+	}
 	set, socket := unitsFor(o, c, ports, mode == annotation.ModeHandoff)
+	if a, ok := set.(units.Activator); ok {
+		a.Allow = allowed
+		set = a
+	}
 	files, err := set.Files()
 	if err != nil {
 		return err

@@ -106,9 +106,13 @@ func generateOne(out, name, path string, dirs []string, adminDir, proxy string) 
 	if mode == annotation.ModeDirect {
 		return fmt.Errorf("%s=%s: direct mode has no generator route; run bro-activate-direct %s", annotation.ModeKey, mode, name)
 	}
+	allowed, err := allowList(c, "", mode, "", io.Discard)
+	if err != nil {
+		return err
+	}
 	a := units.Activator{Name: name, ContainerName: c.ContainerName, Ports: ports,
 		Proxy: proxy, SourcePath: path, Generated: true, AfterReady: c.NotifiesReady(), IdleStop: idle,
-		Handoff: mode == annotation.ModeHandoff}
+		Handoff: mode == annotation.ModeHandoff, Allow: allowed}
 	files, err := a.Files()
 	if err != nil {
 		return err

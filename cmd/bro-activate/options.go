@@ -84,6 +84,7 @@ type options struct {
 	connIdle       time.Duration
 	keepAlive      time.Duration
 	mode           string
+	allow          string
 	systemctl      func(args ...string) ([]byte, error) // tests: records systemctl calls
 }
 
@@ -117,6 +118,7 @@ func newCommand(o *options, direct bool) *cli.Command {
 		c.Duration(&o.keepAlive, "keepalive", 0, "TCP keepalive probes after this long idle, on both sides (0: Go's default)")
 		fs.StringVar(&o.mode, "mode", "", "how clients reach the server (`MODE`): proxy (bro-proxy relays, the default) or handoff (the server's own bind() gets the host socket; needs Annotation=bro.mode=handoff in the quadlet); default: the quadlet's Annotation=bro.mode")
 		c.Complete("mode", "proxy handoff")
+		fs.StringVar(&o.allow, "allow", "", "only these clients may connect, besides the container's owner: `LIST` of NAME, uid:N, @GROUP, IP or IP/PREFIX; default: the quadlet's Annotation=bro.allow")
 	}
 	c.Bool(&o.force, "force", "f", "replace existing units")
 	c.Bool(&o.remove, "remove", "", "stop and delete the units bro-activate wrote (and the annotation it added; direct mode also stops NAME.service, which holds the socket)")

@@ -190,6 +190,12 @@ bench:
 bench-coldstart:
 	test/bench/run.sh coldstart
 
+# Issue 13's comparison: pgbench through handoff, proxy mode and a client in
+# the container's netns (installed programs; about 2 minutes).
+.PHONY: bench-handoff
+bench-handoff:
+	test/bench/handoff.sh $(or $(ROUNDS),3)
+
 # Issue 7's soak: 5 minutes of connection churn, RSS and fds sampled (as root).
 .PHONY: soak
 soak:

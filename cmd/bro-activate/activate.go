@@ -74,6 +74,15 @@ func activate(o *options, stdout, stderr io.Writer) error {
 		if mode == annotation.ModeDirect {
 			return fmt.Errorf("%s has Annotation=%s=%s: use bro-activate-direct %s", c.Path, annotation.ModeKey, mode, o.name)
 		}
+		if mode == annotation.ModeHandoff && !o.dryRun {
+			v, err := podmanRuntimeVersion()
+			if err != nil {
+				return fmt.Errorf("bro.mode=handoff: cannot check the OCI runtime: %w", err)
+			}
+			if err := checkHandoffRuntime(v); err != nil {
+				return err
+			}
+		}
 	}
 	var allowed allow.List
 	if o.direct {

@@ -230,6 +230,15 @@ Network=none
 Annotation=bro.activate=18099
 Annotation=bro.mode=handoff
 EOF
+  # a runtime that does not send seccomp listeners: Podman's own report of it
+  local rt
+  rt=$(user_tmpdir "$RIG_USER")
+  printf '#!/bin/sh\necho "runc version 1.0.3"\n' | as_user "$RIG_USER" tee "$rt/oldrunc" >/dev/null
+  printf '[engine]\nruntime = "oldrunc"\n[engine.runtimes]\noldrunc = ["%s"]\n' "$rt/oldrunc" |
+    as_user "$RIG_USER" tee "$rt/containers.conf" >/dev/null
+  as_user "$RIG_USER" chmod 755 "$rt/oldrunc"
+  run_cmd 1 as_user "$RIG_USER" env CONTAINERS_CONF="$rt/containers.conf" "$BRO_ACTIVATE" "$q"
+  assert_output --partial "OCI runtime runc 1.0.3 is too old: want runc ≥ 1.1.0"
   run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" --target-unix /run/x.sock "$q"
   assert_output --partial "cannot use a unix socket target"
   run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" --listen 18099 --target 80 "$q"

@@ -73,8 +73,8 @@ type bindResult struct {
 type acceptReport struct {
 	Again int    // accepts that failed with EAGAIN first (Retry)
 	Peer  string // getpeername of the accepted connection
-	Read string
-	Err  string
+	Read  string
+	Err   string
 }
 
 func childMain(cfgJSON string) int {

@@ -52,6 +52,10 @@ func goldenCases(t *testing.T, proxy string) map[string][]File {
 			IdleStop: 5 * time.Minute, AfterReady: true, Allow: allowList(t, "crossuser, @web uid:1003,10.0.0.0/8")},
 		"generated": Activator{Name: "gen", ContainerName: "systemd-gen", Ports: ports(t, "8080"), Proxy: proxy,
 			Generated: true, SourcePath: "/etc/containers/systemd/gen.container", IdleStop: 1500 * time.Millisecond},
+		"handoff": Activator{Name: "hpg", ContainerName: "hpg", Ports: ports(t, "5432"), Proxy: proxy,
+			AfterReady: true, Handoff: true, Generated: true, SourcePath: "/home/u/.config/containers/systemd/hpg.container"},
+		"handoff-idle": Activator{Name: "hweb", ContainerName: "systemd-hweb", Ports: ports(t, "8080,5353/udp"), Proxy: proxy,
+			Handoff: true, IdleStop: 5 * time.Minute},
 		"direct":       Direct{Name: "echo", Ports: ports(t, "127.0.0.1:7777:7")},
 		"direct-multi": Direct{Name: "echo2", Ports: ports(t, "7000,7001/udp"), SourcePath: "/x/echo2.container"},
 	}

@@ -2,10 +2,13 @@
 // the engine of the handoff mode, in which a container's server listens and
 // accepts on the socket systemd holds, with no process relaying its bytes.
 //
-// Two halves. Profile derives the container's seccomp profile from the
-// distribution's default one: bind and listen become SCMP_ACT_NOTIFY, and
-// listenerPath names the agent's socket, to which runc sends the container's
-// seccomp listener. A Handler answers that listener's notifications: a bind()
+// Two halves. FilterSpec turns the container's seccomp filter, as Podman
+// resolved it into config.json (the distribution's default profile or the
+// user's), into a handoff filter: bind and listen (and accept and accept4,
+// for a server whose accept() waits for its unit to be ready) become
+// SCMP_ACT_NOTIFY, and listenerPath names the agent's socket, to which runc
+// sends the container's seccomp listener. bro-hook applies it at the OCI
+// precreate stage, when Podman lets a hook rewrite config.json. A Handler answers that listener's notifications: a bind()
 // of a port and socket type in its Table gets the host socket instead
 // (SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SETFD onto the
 // descriptor being bound, then success without running the call); every other
@@ -66,11 +69,11 @@
 //
 //   - The notified calls must leave the profile's ALLOW rule, or runc fails
 //     ("error adding seccomp filter rule for syscall bind: file exists").
-//     Profile refuses a profile that allows them only under conditions:
-//     CONTINUE would then allow what the profile refused.
+//     FilterSpec refuses a filter that allows them only under conditions:
+//     CONTINUE would then allow what the filter refused.
 //   - With no agent at listenerPath the container does not start. If the
-//     agent dies later, every notified call fails with ENOSYS: every bind and,
-//     with this profile, every listen in the container.
+//     agent dies later, every notified call fails with ENOSYS: every bind and
+//     listen (and accept, where notified) in the container.
 //   - The host socket's open file description is shared with systemd: options
 //     and O_NONBLOCK the server sets stay after it exits, and a non-blocking
 //     host socket makes the server's accept() non-blocking too.

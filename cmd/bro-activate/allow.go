@@ -30,6 +30,10 @@ func allowList(c *quadlet.Container, flag, mode, where string, stderr io.Writer)
 	if !annotated {
 		return nil, nil
 	}
+	if flag == "" && strings.Contains(value, ",") {
+		fmt.Fprintf(stderr, "warning: %s has Annotation=%s=%s: Podman 4.3 cuts an annotation at its commas and then refuses to create the container; separate the entries with spaces: Annotation=\"%s=%s\"\n",
+			c.Path, allow.Key, value, allow.Key, strings.Join(strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }), " "))
+	}
 	if err := allow.CheckMode(mode); err != nil {
 		return nil, fmt.Errorf("%s%w", where, err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,21 @@ func TestActivateAllow(t *testing.T) {
 				t.Errorf("AF_NETLINK in RestrictAddressFamilies= is %v; want %v", netlink, tc.want != "")
 			}
 		})
+	}
+}
+
+func TestAllowCommaWarning(t *testing.T) {
+	_, udir := setup(t, "[Container]\nImage=x\nAnnotation=bro.activate=8080\nAnnotation=bro.allow=root,uid:5\n")
+	o, err := parseOptions([]string{"--unit-dir", udir, "--proxy", "/usr/bin/bro-proxy", "db"}, false, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	if err := activate(o, io.Discard, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if want := `Annotation="bro.allow=root uid:5"`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr = %q; want a warning suggesting %s", stderr.String(), want)
 	}
 }
 

@@ -48,6 +48,12 @@ v2"
   run_cmd 0 complete_as "$RIG_USER" bro-activate-direct --
   assert_line --listen
   refute_line --idle-stop
+  # direct mode has no proxy to check an allow list
+  refute_line --allow
+  run_cmd 0 complete_as "$RIG_USER" bro-activate --allo
+  assert_output --allow
+  run_cmd 0 complete_as "$RIG_USER" bro-proxy --allo
+  assert_output --allow
   run_cmd 0 complete_as "$RIG_USER" bro-proxy --exit
   assert_output --exit-idle-time
   run_cmd 0 complete_as "$RIG_USER" bro-proxy --log-level ""

@@ -26,14 +26,19 @@ func renderHookConfig(t *testing.T, hookPath, stage string) string {
 	return p
 }
 
+// podmanStages are the extension stages libpod gives containers/common's
+// hook manager (hooks.New), the stages Podman runs itself: precreate is not
+// an OCI stage, and without it the reader refuses a file naming it.
+var podmanStages = []string{"precreate", "poststop"}
+
 func TestHookConfigLoadsWithContainersCommon(t *testing.T) {
 	self, err := os.Executable() // any existing file: Read checks hook.path exists
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, stage := range []string{"prestart", "poststop"} {
+	for _, stage := range []string{"precreate", "prestart", "poststop"} {
 		t.Run(stage, func(t *testing.T) {
-			h, err := hooks.Read(renderHookConfig(t, self, stage), nil)
+			h, err := hooks.Read(renderHookConfig(t, self, stage), podmanStages)
 			if err != nil {
 				t.Fatalf("hooks.Read: %v", err)
 			}

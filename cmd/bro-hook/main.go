@@ -1,17 +1,23 @@
 // Command bro-hook is the OCI hook that records containers carrying the
 // bro.activate annotation, so that bro-proxy can find their network namespace.
 //
+//	bro-hook precreate                config.json on stdin, the config to create on stdout
 //	bro-hook prestart|createRuntime   record the container (state on stdin)
 //	bro-hook poststop                 remove its record
 //
-// Podman runs it from the hooks.d configuration (50-bro-activate-prestart.json
-// and 50-bro-activate-poststop.json, rendered from hooks.d/50-bro-activate.json.in).
+// Podman runs it from the hooks.d configuration (50-bro-activate-precreate.json,
+// 50-bro-activate-prestart.json and 50-bro-activate-poststop.json, rendered
+// from hooks.d/50-bro-activate.json.in). Precreate is Podman's own stage: it
+// gives the hook the container's config.json and creates the container with
+// what the hook writes back; bro-hook passes it through unchanged unless
+// bro.mode=handoff, which gets the handoff seccomp filter (hook.Precreate).
 // On failure it prints one line to stderr, which Podman shows to the user, and
-// exits 1; at prestart that stops the container from starting, which is what a
-// malformed bro.activate value must do. Poststop always exits 0.
+// exits 1; at precreate and prestart that stops the container from starting,
+// which is what a malformed annotation must do. Poststop always exits 0.
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -31,24 +37,30 @@ func main() {
 	if os.Getenv("BRO_HOOK_DEBUG") != "" {
 		log.SetLevel(logrus.DebugLevel)
 	}
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stderr, log))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, log))
 }
 
-const hookText = `The OCI hook of Brothaman-Go. The container runtime runs it, through the
-hooks.d files 50-bro-activate-prestart.json and 50-bro-activate-poststop.json,
-for every container with a bro.activate annotation, with the container's OCI
-state on stdin:
+const hookText = `The OCI hook of Brothaman-Go. Podman and the container runtime run it,
+through the hooks.d files 50-bro-activate-{precreate,prestart,poststop}.json,
+for every container with a bro.activate annotation. Precreate gets the container's
+config.json on stdin and writes the config to create the container with on
+stdout; the other stages get the container's OCI state on stdin:
 
+  precreate                 bro.mode=handoff: the seccomp filter that sends
+                            bind() and listen() (accept() too with Notify=true)
+                            to the unit's agent; any other mode: unchanged
   prestart, createRuntime   record the container (id, name, unit, pid, netns, ports)
   poststop                  remove its record (never fails a stop)
 
 Set BRO_HOOK_DEBUG=1 in the hooks.d file's env for a log on stderr.`
 
-const hookExamples = `# what the runtime does at container creation:
+const hookExamples = `# what Podman does before it creates a container:
+bro-hook precreate < config.json > config.new.json
+# what the runtime does at container creation:
 bro-hook prestart < state.json`
 
-func run(args []string, stdin io.Reader, stderr io.Writer, log *logrus.Logger) int {
-	c := cli.New("bro-hook", "prestart|createRuntime|poststop", hookText, hookExamples)
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, log *logrus.Logger) int {
+	c := cli.New("bro-hook", "precreate|prestart|createRuntime|poststop", hookText, hookExamples)
 	if err := c.Parse(args); errors.Is(err, cli.ErrDone) {
 		return 0
 	} else if err != nil {
@@ -57,10 +69,16 @@ func run(args []string, stdin io.Reader, stderr io.Writer, log *logrus.Logger) i
 	}
 	args = c.Args()
 	if len(args) != 1 {
-		fmt.Fprintln(stderr, "bro-hook: usage: bro-hook prestart|createRuntime|poststop (OCI state on stdin)")
+		fmt.Fprintln(stderr, "bro-hook: usage: bro-hook precreate|prestart|createRuntime|poststop (config.json or OCI state on stdin)")
 		return 2
 	}
 	switch args[0] {
+	case "precreate":
+		if err := precreate(stdin, stdout, log); err != nil {
+			fmt.Fprintf(stderr, "bro-hook: %v\n", err)
+			return 1
+		}
+		return 0
 	case "prestart", "createRuntime":
 		if err := prestart(stdin, log); err != nil {
 			fmt.Fprintf(stderr, "bro-hook: %v\n", err)
@@ -74,9 +92,31 @@ func run(args []string, stdin io.Reader, stderr io.Writer, log *logrus.Logger) i
 		}
 		return 0
 	default:
-		fmt.Fprintf(stderr, "bro-hook: unknown stage %q: want prestart, createRuntime or poststop\n", args[0])
+		fmt.Fprintf(stderr, "bro-hook: unknown stage %q: want precreate, prestart, createRuntime or poststop\n", args[0])
 		return 2
 	}
+}
+
+// precreate writes the config Podman creates the container with. The unit
+// is the hook's own: Podman runs precreate hooks itself, and under quadlet
+// Podman runs in NAME.service's cgroup.
+func precreate(stdin io.Reader, stdout io.Writer, log *logrus.Logger) error {
+	config, err := hook.ReadConfig(stdin)
+	if err != nil {
+		return err
+	}
+	unit := hook.SystemdUnit(os.Getpid())
+	out, err := hook.Precreate(config, unit, record.StateDirPath)
+	if err != nil {
+		return err
+	}
+	if _, err := stdout.Write(out); err != nil {
+		return fmt.Errorf("write container config: %w", err)
+	}
+	if !bytes.Equal(out, config) {
+		log.WithField("unit", unit).Debug("wrote the handoff seccomp filter")
+	}
+	return nil
 }
 
 func prestart(stdin io.Reader, log *logrus.Logger) error {

@@ -34,8 +34,8 @@ func TestMain(m *testing.M) {
 }
 
 type hookResult struct {
-	code   int
-	stderr string
+	code           int
+	stdout, stderr string
 }
 
 // runHook runs the hook with args and stdin, its state directory the given
@@ -51,8 +51,8 @@ func runHook(t *testing.T, stateDir string, stdin []byte, args ...string) hookRe
 	// GORACE: under -race a process that exits 0 otherwise sleeps 1 s.
 	cmd.Env = []string{hookExecEnv + "=1", "PATH=/usr/bin:/bin", record.StateDirEnv + "=" + stateDir, "GORACE=atexit_sleep_ms=0"}
 	cmd.Stdin = bytes.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func runHook(t *testing.T, stateDir string, stdin []byte, args ...string) hookRe
 	} else if err != nil {
 		t.Fatalf("bro-hook %v: %v", args, err)
 	}
-	return hookResult{code, stderr.String()}
+	return hookResult{code, stdout.String(), stderr.String()}
 }
 
 func stateJSON(t *testing.T, id string, pid int, value string) []byte {
@@ -82,6 +82,26 @@ func stateJSON(t *testing.T, id string, pid int, value string) []byte {
 		s["annotations"] = map[string]string{annotation.Key: value}
 	}
 	data, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// configJSON is a config.json with bro.activate and, unless mode is "",
+// bro.mode=mode; seccomp gives it a filter that allows everything.
+func configJSON(t *testing.T, mode string, seccomp bool) []byte {
+	t.Helper()
+	a := map[string]string{annotation.Key: "8080"}
+	if mode != "" {
+		a[annotation.ModeKey] = mode
+	}
+	c := map[string]any{"ociVersion": "1.0.2-dev", "annotations": a,
+		"process": map[string]any{"args": []string{"true"}, "env": []string{"PATH=/bin"}}, "linux": map[string]any{}}
+	if seccomp {
+		c["linux"] = map[string]any{"seccomp": map[string]any{"defaultAction": "SCMP_ACT_ALLOW"}}
+	}
+	data, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,13 +152,24 @@ func TestHookBadInput(t *testing.T) {
 		want  string // the one stderr line, or a regexp if it starts with ^; "" for none
 	}{
 		{"no stage", nil, nil, 2,
-			"bro-hook: usage: bro-hook prestart|createRuntime|poststop (OCI state on stdin)"},
+			"bro-hook: usage: bro-hook precreate|prestart|createRuntime|poststop (config.json or OCI state on stdin)"},
 		{"two stages", []string{"prestart", "poststop"}, nil, 2,
-			"bro-hook: usage: bro-hook prestart|createRuntime|poststop (OCI state on stdin)"},
+			"bro-hook: usage: bro-hook precreate|prestart|createRuntime|poststop (config.json or OCI state on stdin)"},
 		{"unknown stage", []string{"poststart"}, stateJSON(t, id, self, "8080"), 2,
-			`bro-hook: unknown stage "poststart": want prestart, createRuntime or poststop`},
+			`bro-hook: unknown stage "poststart": want precreate, prestart, createRuntime or poststop`},
 		{"empty stage", []string{""}, nil, 2,
-			`bro-hook: unknown stage "": want prestart, createRuntime or poststop`},
+			`bro-hook: unknown stage "": want precreate, prestart, createRuntime or poststop`},
+		{"precreate, empty stdin", []string{"precreate"}, nil, 1,
+			"bro-hook: decode container config: unexpected end of JSON input"},
+		{"precreate, 20 MiB", []string{"precreate"}, bytes.Repeat(tenMiB, 2), 1,
+			"bro-hook: container config on stdin is larger than 16777216 bytes"},
+		{"precreate, bad bro.mode", []string{"precreate"}, configJSON(t, "bogus", true), 1,
+			`bro-hook: invalid bro.mode="bogus": want proxy, direct or handoff`},
+		// The test runs in no NAME.service cgroup, or in one (a CI job's)
+		// with no agent socket in the test's state directory.
+		{"precreate, handoff from a shell", []string{"precreate"}, configJSON(t, "handoff", true), 1,
+			"^bro-hook: bro.mode=handoff: (the container must be started by its systemd unit \\(a quadlet with bro.activate\\), not from a shell: no agent would receive its seccomp listener|no agent socket at .*)$"},
+		{"precreate, pass-through", []string{"precreate"}, configJSON(t, "proxy", true), 0, ""},
 		{"empty stdin", []string{"prestart"}, nil, 1,
 			"bro-hook: read container state: stdin is empty"},
 		{"blank stdin", []string{"prestart"}, []byte(" \n\t\n"), 1,
@@ -360,4 +391,36 @@ func TestHookStaleRecordRemoved(t *testing.T) {
 		t.Fatalf("prestart of another container: exit %d, stderr %q", r.code, r.stderr)
 	}
 	checkFiles(t, dir, "fresh.json")
+}
+
+// TestHookPrecreatePassThrough: for a container that is not bro.mode=handoff
+// the hook writes Podman's config.json back byte for byte, and nothing else.
+func TestHookPrecreatePassThrough(t *testing.T) {
+	fixture, err := os.ReadFile("../../pkg/hook/testdata/podman-config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"", "proxy", "direct"} {
+		t.Run("mode "+mode, func(t *testing.T) {
+			in := bytes.Replace(fixture, []byte(`"bro.mode":"handoff",`), []byte(`"bro.activate":"8080",`), 1)
+			if mode != "" {
+				in = bytes.Replace(fixture, []byte(`"bro.mode":"handoff"`), []byte(`"bro.mode":"`+mode+`"`), 1)
+			}
+			if bytes.Equal(in, fixture) {
+				t.Fatal("the fixture has no bro.mode=handoff to replace")
+			}
+			dir := filepath.Join(t.TempDir(), "bro")
+			r := runHook(t, dir, in, "precreate")
+			if r.code != 0 {
+				t.Fatalf("exit code: got %d; want 0 (stderr %q)", r.code, r.stderr)
+			}
+			checkStderr(t, r.stderr, "")
+			if r.stdout != string(in) {
+				t.Errorf("stdout: got %d bytes that differ from the %d of stdin; want them byte for byte", len(r.stdout), len(in))
+			}
+			if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("state directory %s: got %v; want it never created", dir, err)
+			}
+		})
+	}
 }

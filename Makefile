@@ -26,8 +26,9 @@ CMDBUILD := $(GO) build -trimpath $(BUILDFLAGS) -ldflags '$(EXTRA_LDFLAGS) $(CMD
 OUT     := bin
 
 # One hooks.d file per stage: schema 1.0.0 passes the same args to every
-# stage of a file, and the hook takes its stage from its arguments.
-HOOKSTAGES := prestart poststop
+# stage of a file, and the hook takes its stage from its arguments. precreate
+# is Podman's own stage (the hook may rewrite config.json: bro.mode=handoff).
+HOOKSTAGES := precreate prestart poststop
 
 .PHONY: all build install uninstall test bats lint check rig clean demo demo-clean bench
 

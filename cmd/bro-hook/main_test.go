@@ -169,6 +169,8 @@ func TestHookBadInput(t *testing.T) {
 		// with no agent socket in the test's state directory.
 		{"precreate, handoff from a shell", []string{"precreate"}, configJSON(t, "handoff", true), 1,
 			"^bro-hook: bro.mode=handoff: (the container must be started by its systemd unit \\(a quadlet with bro.activate\\), not from a shell: no agent would receive its seccomp listener|no agent socket at .*)$"},
+		{"precreate, handoff without seccomp", []string{"precreate"}, configJSON(t, "handoff", false), 1,
+			"bro-hook: bro.mode=handoff: the container has no seccomp filter (--privileged or seccomp=unconfined switch seccomp off, and with it the handoff)"},
 		{"precreate, pass-through", []string{"precreate"}, configJSON(t, "proxy", true), 0, ""},
 		{"empty stdin", []string{"prestart"}, nil, 1,
 			"bro-hook: read container state: stdin is empty"},

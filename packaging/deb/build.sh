@@ -116,6 +116,7 @@ expect=(
   usr/share/bash-completion/completions/bro-activate-direct
   usr/share/bash-completion/completions/bro-proxy
   usr/share/containers/oci/hooks.d/50-bro-activate-poststop.json
+  usr/share/containers/oci/hooks.d/50-bro-activate-precreate.json
   usr/share/containers/oci/hooks.d/50-bro-activate-prestart.json
   usr/share/doc/brothaman/README.md.gz
   usr/share/doc/brothaman/changelog.Debian.gz
@@ -139,7 +140,7 @@ if [[ $got != "$want" ]]; then
   die "the package tree differs from the expected file list (above)"
 fi
 # the hooks.d JSON names the packaged hook
-for s in prestart poststop; do
+for s in precreate prestart poststop; do
   grep -q '"path": "/usr/libexec/brothaman/bro-hook"' \
     "$STAGE/usr/share/containers/oci/hooks.d/50-bro-activate-$s.json" ||
     die "50-bro-activate-$s.json does not name /usr/libexec/brothaman/bro-hook"

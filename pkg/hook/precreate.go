@@ -44,10 +44,12 @@ func ReadConfig(r io.Reader) ([]byte, error) {
 // other field as it was. unit is the systemd unit the hook runs in (see
 // SystemdUnit); stateDir is called only for a handoff container.
 //
-// Errors: config is not a JSON object, or a field Precreate reads has the
-// wrong type; bro.mode is invalid; for handoff, unit is not NAME.service (the
-// container was started from a shell, not by its unit), no socket is at the
-// agent's listener path, stateDir fails, or FilterSpec refuses the filter.
+// Errors, in this order: config is not a JSON object, or a field Precreate
+// reads has the wrong type; bro.mode is invalid; for handoff, the container
+// has no seccomp filter (handoff.ErrNoFilter's text), unit is not
+// NAME.service (the container was started from a shell, not by its unit),
+// stateDir fails, no socket is at the agent's listener path, or FilterSpec
+// refuses the filter.
 func Precreate(config []byte, unit string, stateDir func() (string, error)) ([]byte, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(config, &top); err != nil {
@@ -65,6 +67,31 @@ func Precreate(config []byte, unit string, stateDir func() (string, error)) ([]b
 		return config, nil
 	}
 	prefix := annotation.ModeKey + "=" + annotation.ModeHandoff + ": "
+	var linux map[string]json.RawMessage
+	if err := unmarshalField(top, "linux", &linux); err != nil {
+		return nil, err
+	}
+	var filter *specs.LinuxSeccomp
+	if raw, ok := linux["seccomp"]; ok && !isNull(raw) {
+		// Refuse what this runtime-spec does not know rather than drop it
+		// from a security filter.
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&filter); err != nil {
+			return nil, fmt.Errorf("%sdecode linux.seccomp: %w", prefix, err)
+		}
+	}
+	if filter == nil {
+		return nil, errors.New(prefix + handoff.ErrNoFilter.Error())
+	}
+	var process struct {
+		Env []string `json:"env"`
+	}
+	if err := unmarshalField(top, "process", &process); err != nil {
+		return nil, err
+	}
+	accept := slices.ContainsFunc(process.Env, func(e string) bool { return strings.HasPrefix(e, "NOTIFY_SOCKET=") })
+
 	if !strings.HasSuffix(unit, ".service") {
 		return nil, errors.New(prefix + "the container must be started by its systemd unit (a quadlet with " +
 			annotation.Key + "), not from a shell: no agent would receive its seccomp listener")
@@ -81,33 +108,8 @@ func Precreate(config []byte, unit string, stateDir func() (string, error)) ([]b
 		return nil, fmt.Errorf("%sno agent socket at %s for %s (run bro-activate --mode handoff for it, or daemon-reload after adding %s=%s to its quadlet)",
 			prefix, path, unit, annotation.ModeKey, annotation.ModeHandoff)
 	}
-	var process struct {
-		Env []string `json:"env"`
-	}
-	if err := unmarshalField(top, "process", &process); err != nil {
-		return nil, err
-	}
-	accept := slices.ContainsFunc(process.Env, func(e string) bool { return strings.HasPrefix(e, "NOTIFY_SOCKET=") })
-
-	var linux map[string]json.RawMessage
-	if err := unmarshalField(top, "linux", &linux); err != nil {
-		return nil, err
-	}
-	var filter *specs.LinuxSeccomp
-	if raw, ok := linux["seccomp"]; ok && !isNull(raw) {
-		// Refuse what this runtime-spec does not know rather than drop it
-		// from a security filter.
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&filter); err != nil {
-			return nil, fmt.Errorf("%sdecode linux.seccomp: %w", prefix, err)
-		}
-	}
 	if err := handoff.FilterSpec(filter, path, handoff.Metadata(unit), accept); err != nil {
 		return nil, errors.New(prefix + err.Error())
-	}
-	if linux == nil {
-		linux = map[string]json.RawMessage{}
 	}
 	if linux["seccomp"], err = marshal(filter); err != nil {
 		return nil, err

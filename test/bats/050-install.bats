@@ -36,6 +36,7 @@ f 644 usr/local/share/man/man7/brothaman.7
 f 644 usr/local/share/zsh/site-functions/_bro-activate
 f 644 usr/local/share/zsh/site-functions/_bro-proxy
 f 644 usr/share/containers/oci/hooks.d/50-bro-activate-poststop.json
+f 644 usr/share/containers/oci/hooks.d/50-bro-activate-precreate.json
 f 644 usr/share/containers/oci/hooks.d/50-bro-activate-prestart.json
 f 755 usr/local/bin/bro-activate
 f 755 usr/local/bin/bro-proxy
@@ -62,7 +63,7 @@ l 777 usr/local/share/man/man1/bro-activate-direct.1 -> bro-activate.1"
 @test "make install: the hooks.d JSON names the installed hook, one stage per file, and Podman's schema" {
   local root=$BATS_TEST_TMPDIR/root stage j
   install_into "$root" LIBEXECDIR=/opt/bro/lib
-  for stage in prestart poststop; do
+  for stage in precreate prestart poststop; do
     j=$root/usr/share/containers/oci/hooks.d/50-bro-activate-$stage.json
     run_cmd 0 jq -c '[.version, .hook.path, .hook.args, .stages, .when.annotations]' "$j"
     assert_output "[\"1.0.0\",\"/opt/bro/lib/brothaman/bro-hook\",[\"bro-hook\",\"$stage\"],[\"$stage\"],{\"^bro\\\\.activate$\":\".*\"}]"
@@ -119,6 +120,7 @@ lrwxrwxrwx root/root ./usr/lib/systemd/user-generators/bro-generator -> ../../..
 lrwxrwxrwx root/root ./usr/share/bash-completion/completions/bro-activate-direct -> bro-activate
 -rw-r--r-- root/root ./usr/share/bash-completion/completions/bro-proxy
 -rw-r--r-- root/root ./usr/share/containers/oci/hooks.d/50-bro-activate-poststop.json
+-rw-r--r-- root/root ./usr/share/containers/oci/hooks.d/50-bro-activate-precreate.json
 -rw-r--r-- root/root ./usr/share/containers/oci/hooks.d/50-bro-activate-prestart.json
 -rw-r--r-- root/root ./usr/share/doc/brothaman/README.md.gz
 -rw-r--r-- root/root ./usr/share/doc/brothaman/changelog.Debian.gz
@@ -136,7 +138,7 @@ lrwxrwxrwx root/root ./usr/share/man/man1/bro-activate-direct.1.gz -> bro-activa
 -rw-r--r-- root/root ./usr/share/zsh/vendor-completions/_bro-proxy"
   mkdir -p "$x"
   run_cmd 0 dpkg-deb -x "$deb" "$x"
-  for stage in prestart poststop; do
+  for stage in precreate prestart poststop; do
     run_cmd 0 jq -r .hook.path "$x/usr/share/containers/oci/hooks.d/50-bro-activate-$stage.json"
     assert_output /usr/libexec/brothaman/bro-hook
   done

@@ -29,6 +29,7 @@ hooks_dir_with_state() {
 @test "make install renders one hooks.d file per stage with the installed path" {
   run_cmd 0 ls "$INST/hooks.d"
   assert_output "50-bro-activate-poststop.json
+50-bro-activate-precreate.json
 50-bro-activate-prestart.json"
   run_cmd 0 cat "$INST/hooks.d/50-bro-activate-prestart.json"
   assert_output --partial "\"path\": \"$INST/libexec/brothaman/bro-hook\""

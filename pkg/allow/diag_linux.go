@@ -56,6 +56,13 @@ func OpenDiag(n int) (*Diag, error) {
 			d.Close()
 			return nil, fmt.Errorf("open netlink sock_diag socket: %w", err)
 		}
+		// connected to the kernel: plain write and read, no address to
+		// pass or receive (no allocation per lookup)
+		if err := unix.Connect(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			unix.Close(fd)
+			d.Close()
+			return nil, fmt.Errorf("netlink sock_diag socket: connect: %w", err)
+		}
 		tv := unix.NsecToTimeval(diagTimeout.Nanoseconds())
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 			unix.Close(fd)
@@ -90,12 +97,12 @@ func (d *Diag) Owner(proto int, sock, peer netip.AddrPort) (uint32, error) {
 	seq := d.seq.Add(1)
 	var req [unix.NLMSG_HDRLEN + sizeofReqV2]byte
 	encodeRequest(req[:], seq, proto, sock, peer)
-	if err := unix.Sendto(fd, req[:], 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if _, err := unix.Write(fd, req[:]); err != nil {
 		return 0, fmt.Errorf("sock_diag request: %w", err)
 	}
 	var buf [1024]byte
 	for {
-		n, _, err := unix.Recvfrom(fd, buf[:], 0)
+		n, err := unix.Read(fd, buf[:])
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}

@@ -22,7 +22,9 @@
 // opened by NewGuard, so bro-proxy opens them in its own (the host's) user
 // and network namespace before it enters anything.
 //
-// Threads: Guard is safe for concurrent use; a lookup holds one of a few
-// netlink sockets for one request and its reply and never blocks for more
-// than a second.
+// Threads: Guard is safe for concurrent use. A lookup holds one of a few
+// netlink sockets for one request and its reply (the kernel answers before
+// the write returns; a read waits at most a second), and waits for a free
+// one if all are in use. The sockets are opened once, by NewGuard: no lookup
+// opens a socket, so none depends on the namespace of the thread it runs on.
 package allow

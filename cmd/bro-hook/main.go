@@ -11,9 +11,11 @@
 // gives the hook the container's config.json and creates the container with
 // what the hook writes back; bro-hook passes it through unchanged unless
 // bro.mode=handoff, which gets the handoff seccomp filter (hook.Precreate).
-// On failure it prints one line to stderr, which Podman shows to the user, and
-// exits 1; at precreate and prestart that stops the container from starting,
-// which is what a malformed annotation must do. Poststop always exits 0.
+// On failure it prints one line to stderr and exits 1; at precreate and
+// prestart that stops the container from starting, which is what a malformed
+// annotation must do. The runtime shows a prestart hook's stderr to the user;
+// Podman drops a precreate hook's, so precreate sends the line to the journal
+// too. Poststop always exits 0.
 package main
 
 import (
@@ -26,6 +28,7 @@ import (
 	"github.com/brothaman/brothaman-go/internal/cli"
 	"github.com/brothaman/brothaman-go/pkg/hook"
 	"github.com/brothaman/brothaman-go/pkg/record"
+	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/sirupsen/logrus"
 )
 
@@ -52,6 +55,9 @@ stdout; the other stages get the container's OCI state on stdin:
   prestart, createRuntime   record the container (id, name, unit, pid, netns, ports)
   poststop                  remove its record (never fails a stop)
 
+Podman shows no precreate hook's stderr, only its exit status: a refusal at
+precreate is in the journal too (journalctl -t bro-hook, or the unit's).
+
 Set BRO_HOOK_DEBUG=1 in the hooks.d file's env for a log on stderr.`
 
 const hookExamples = `# what Podman does before it creates a container:
@@ -76,6 +82,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, log *logrus.L
 	case "precreate":
 		if err := precreate(stdin, stdout, log); err != nil {
 			fmt.Fprintf(stderr, "bro-hook: %v\n", err)
+			toJournal(err)
 			return 1
 		}
 		return 0
@@ -95,6 +102,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, log *logrus.L
 		fmt.Fprintf(stderr, "bro-hook: unknown stage %q: want precreate, prestart, createRuntime or poststop\n", args[0])
 		return 2
 	}
+}
+
+// toJournal sends a precreate refusal to the journal too. Podman runs
+// precreate hooks itself and, unlike the runtime with prestart hooks, drops
+// their stderr (containers/common's RuntimeConfigFilter passes none): the
+// user sees only "executing [bro-hook precreate]: exit status 1". Under
+// quadlet the hook runs in NAME.service's cgroup, so the line is in the unit's
+// journal next to Podman's error (journalctl --user -u NAME). BRO_HOOK_JOURNAL=0
+// in the hooks.d env turns this off.
+func toJournal(err error) {
+	if os.Getenv("BRO_HOOK_JOURNAL") == "0" || !journal.Enabled() {
+		return
+	}
+	_ = journal.Send(err.Error(), journal.PriErr, map[string]string{"SYSLOG_IDENTIFIER": "bro-hook"})
 }
 
 // precreate writes the config Podman creates the container with. The unit

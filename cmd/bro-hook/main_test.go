@@ -49,7 +49,7 @@ func runHook(t *testing.T, stateDir string, stdin []byte, args ...string) hookRe
 	}
 	cmd := exec.Command(self, args...)
 	// GORACE: under -race a process that exits 0 otherwise sleeps 1 s.
-	cmd.Env = []string{hookExecEnv + "=1", "PATH=/usr/bin:/bin", record.StateDirEnv + "=" + stateDir, "GORACE=atexit_sleep_ms=0"}
+	cmd.Env = []string{hookExecEnv + "=1", "PATH=/usr/bin:/bin", record.StateDirEnv + "=" + stateDir, "GORACE=atexit_sleep_ms=0", "BRO_HOOK_JOURNAL=0"}
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

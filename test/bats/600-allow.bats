@@ -312,6 +312,24 @@ EOF
     "$CROSS_USER" "$quiet" "$flood" >&3
 }
 
+@test "generator route: Annotation=bro.allow alone, after daemon-reload, refuses nobody and serves crossuser" {
+  local p=$BRO_TEST_PREFIX port gen
+  port=$(free_port)
+  gen=/run/user/$(id -u "$RIG_USER")/systemd/generator
+  echo_quadlet "$p" "$port" "Annotation=bro.allow=$CROSS_USER"
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 grep -x "ExecStart=.* --allow $CROSS_USER .*" "$gen/$p-activator.service"
+  # only ours: starting sockets.target would start other suites' sockets
+  run_cmd 0 user_systemctl start "$p-activator.socket"
+  wait_for_port "$port"
+  run_cmd '?' say "$OTHER_USER" 127.0.0.1 "$port"
+  assert_output ""
+  run_cmd 0 unit_state "$p.service"
+  assert_output inactive
+  run_cmd 0 say "$CROSS_USER" 127.0.0.1 "$port"
+  assert_output hello
+}
+
 @test "bad allow lists: bro-activate writes nothing, the generator skips the quadlet; handoff is refused" {
   local p=$BRO_TEST_PREFIX port q
   port=$(free_port)

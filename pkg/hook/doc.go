@@ -1,7 +1,10 @@
 // Package hook is the OCI hook's own logic: the container state a runtime
 // writes to the hook's stdin (ReadState), and from it the record of a running
 // container (NewRecord) that bro-hook stores with package record and
-// bro-proxy follows. The bro.activate grammar is package annotation.
+// bro-proxy follows; and, at Podman's precreate stage, the config.json of a
+// container about to be created (ReadConfig), which Precreate passes through
+// or, for bro.mode=handoff, gives the seccomp filter of package handoff. The
+// bro.activate grammar is package annotation.
 //
 // NewRecord identifies the container's process by pid and start time and its
 // network namespace by device and inode, names the container from

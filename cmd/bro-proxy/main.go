@@ -98,7 +98,7 @@ func newCommand(o *options) *cli.Command {
 	c.Complete("proxy-protocol", "v1 v2")
 	fs.StringVar(&o.allow, "allow", "", "only these clients may connect (the user bro-proxy runs as always may): `LIST` of NAME, uid:N, @GROUP, IP or IP/PREFIX")
 	fs.BoolVar(&o.handoff, "handoff", false, "be the handoff agent of --start-unit: give the inherited host sockets to its containers' bind() through their seccomp listeners (the socket named \"seccomp\"); relay nothing")
-	fs.BoolVar(&o.waitReady, "wait-ready", false, "with --handoff: hold clients in the host sockets until --start-unit is active (Notify=)")
+	fs.BoolVar(&o.waitReady, "wait-ready", false, "hold clients until --start-unit is active (Notify=): with --handoff in the host sockets, with --container before they reach the container")
 	return c
 }
 
@@ -135,8 +135,11 @@ func parseFlags(args []string) (*options, error) {
 			return nil, errors.New("--allow cannot be used with --handoff: the container takes the socket itself and nothing checks who connects")
 		}
 	}
-	if o.handoff || o.waitReady {
+	if o.handoff || (o.waitReady && o.container == "") {
 		return o, handoffFlags(o, c)
+	}
+	if o.waitReady && o.startUnit == "" {
+		return nil, errors.New("--wait-ready needs --start-unit (the unit whose start returns once it is ready)")
 	}
 	if o.startUnit != "" && o.container == "" {
 		return nil, errors.New("--start-unit needs --container")
@@ -276,7 +279,7 @@ func newBackend(o *options, log *logrus.Entry, mount bool, wrap func(ns.Sockets)
 			return nil, err
 		}
 		b, err := proxy.NewContainer(proxy.ContainerConfig{Name: o.container, UID: uid, Dir: dir, Timeout: o.containerTimeout,
-			Mount: mount, StartUnit: o.startUnit, StartAtOnce: o.allow != "", Wrap: wrap, Log: log})
+			Mount: mount, StartUnit: o.startUnit, StartAtOnce: o.allow != "", WaitReady: o.waitReady, Wrap: wrap, Log: log})
 		if err != nil {
 			dir.Close()
 			return nil, err

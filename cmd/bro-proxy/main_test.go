@@ -23,6 +23,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"a", "b"}, "want at most one TARGET, got 2 arguments"},
 		{[]string{"--allow", "crossuser,,x", "127.0.0.1:1"}, `invalid bro.allow="crossuser,,x": entry "": empty entry; want NAME, uid:N, @GROUP, an IP address or IP/PREFIX, separated by commas or spaces`},
 		{[]string{"--allow", "crossuser", "--handoff", "--start-unit", "a.service"}, "--allow cannot be used with --handoff: the container takes the socket itself and nothing checks who connects"},
+		{[]string{"--container", "pg", "--wait-ready", "127.0.0.1:1"}, "--wait-ready needs --start-unit (the unit whose start returns once it is ready)"},
 		{[]string{"--exit-idle-time", "5fortnights", "127.0.0.1:1"}, `invalid argument "5fortnights" for "--exit-idle-time" flag: time span "5fortnights": unknown unit "fortnights" (want ns, us, ms, s, min, h, d, w) (see bro-proxy --help)`},
 		{[]string{"-exit-idle-time", "5s", "127.0.0.1:1"}, `unknown shorthand flag: 'e' in -exit-idle-time (see bro-proxy --help)`},
 	} {

@@ -69,6 +69,7 @@ type Container struct {
 	log     *logrus.Entry
 	starter *unitStarter // --start-unit, or nil
 	atOnce  bool         // ContainerConfig.StartAtOnce
+	ready   *readyGate   // ContainerConfig.WaitReady, or nil
 	// mount: some target is a unix socket path, resolved in the
 	// container's mount namespace (ns.EnterMount).
 	mount bool
@@ -120,6 +121,10 @@ type ContainerConfig struct {
 	// Set when the activator does not pull the unit in itself (--allow:
 	// its Wants= would start the container for a client then refused).
 	StartAtOnce bool
+	// WaitReady: with StartUnit, a client reaches a container only once
+	// `systemctl start StartUnit` has returned for it (ready.go). Set with
+	// StartAtOnce when the quadlet has Notify=.
+	WaitReady bool
 	// Wrap, if set, wraps every namespace entered (socket prefetching).
 	Wrap func(ns.Sockets) ns.Sockets
 	Log  *logrus.Entry
@@ -143,6 +148,9 @@ func NewContainer(cfg ContainerConfig) (*Container, error) {
 	if cfg.StartUnit != "" {
 		s.starter = &unitStarter{unit: cfg.StartUnit, log: log}
 		s.atOnce = cfg.StartAtOnce
+		if cfg.WaitReady {
+			s.ready = newReadyGate(cfg.StartUnit, cfg.Timeout, log)
+		}
 	}
 	s.rescan()
 	s.followed = make(chan struct{})
@@ -295,6 +303,13 @@ func (s *Container) enter(rec *record.Record) (*Generation, error) {
 	return NewGeneration(sockets, rec, fmt.Sprintf("%s (pid %d)", rec.Name, rec.PID)), nil
 }
 
+// current is the generation followed now, or nil.
+func (s *Container) current() *Generation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
 // warnOnce logs msg the first time key is seen (called with scanMu held).
 // The keys name records, whose ids are new at every start of a container:
 // across ids the lines are rate-limited by kind (ratelog.go).
@@ -326,6 +341,19 @@ func (s *Container) Get(ctx context.Context) (*Generation, error) {
 		s.mu.Lock()
 		g, ch, seen, retryAt := s.cur, s.changed, s.seen, s.retryAt
 		s.mu.Unlock()
+		if g != nil && s.ready != nil {
+			ok, done := s.ready.check(g, s.current)
+			if ok {
+				return g, nil
+			}
+			select {
+			case <-done:
+			case <-ch:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w: %s did not turn active within the wait", errNoContainer, s.starter.unit)
+			}
+			continue
+		}
 		if g != nil {
 			return g, nil
 		}

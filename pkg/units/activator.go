@@ -131,6 +131,11 @@ func (a Activator) ExecStart() string {
 	}
 	if len(a.Allow) > 0 {
 		args = append(args, "--allow", a.Allow.String())
+		if a.AfterReady {
+			// not ordered after NAME.service (that would start it): bro-proxy
+			// holds the clients it lets in until the unit is active instead
+			args = append(args, "--wait-ready")
+		}
 	}
 	for _, p := range a.Ports {
 		if a.UnixTarget != "" && p.Proto == "tcp" {

@@ -258,26 +258,11 @@ func (h *Handler) bind(n *notifyFD, req *seccompNotif, log *logrus.Entry) (answe
 // already, without running it: the server's backlog argument would replace
 // the host socket's (systemd's Backlog=). Every other listen() continues.
 func (h *Handler) listen(n *notifyFD, req *seccompNotif) (answer, error) {
-	fd := int(int32(req.Data.Args[0]))
-	if fd < 0 {
-		return proceed, nil
-	}
-	_, pidfd, err := openTarget(int(req.Pid))
-	if err != nil {
-		return proceed, err
-	}
-	defer unix.Close(pidfd)
-	ts, err := inspectFD(pidfd, fd)
-	if err != nil {
-		return proceed, err
-	}
-	if err := n.valid(req.ID); err != nil {
-		return proceed, err
-	}
-	if s := h.Table.identify(ts.dev, ts.ino); s != nil && s.listening {
+	s, err := h.hostSocketArg(n, req)
+	if err == nil && s != nil && s.listening {
 		return succeed, nil
 	}
-	return proceed, nil
+	return proceed, err
 }
 
 // accept holds the clients of a host socket back while the server is not
@@ -285,26 +270,33 @@ func (h *Handler) listen(n *notifyFD, req *seccompNotif) (answer, error) {
 // client yet" (PostgreSQL logs it, sleeps 100 ms and selects again). Accepts
 // on every other descriptor continue.
 func (h *Handler) accept(n *notifyFD, req *seccompNotif) (answer, error) {
+	s, err := h.hostSocketArg(n, req)
+	if err == nil && s != nil {
+		return again, nil
+	}
+	return proceed, err
+}
+
+// hostSocketArg returns the host socket that the call's first argument, a
+// descriptor of the target, refers to, or nil; checked valid after reading.
+func (h *Handler) hostSocketArg(n *notifyFD, req *seccompNotif) (*HostSocket, error) {
 	fd := int(int32(req.Data.Args[0]))
 	if fd < 0 {
-		return proceed, nil
+		return nil, nil
 	}
 	_, pidfd, err := openTarget(int(req.Pid))
 	if err != nil {
-		return proceed, err
+		return nil, err
 	}
 	defer unix.Close(pidfd)
 	ts, err := inspectFD(pidfd, fd)
 	if err != nil {
-		return proceed, err
+		return nil, err
 	}
 	if err := n.valid(req.ID); err != nil {
-		return proceed, err
+		return nil, err
 	}
-	if h.Table.identify(ts.dev, ts.ino) != nil {
-		return again, nil
-	}
-	return proceed, nil
+	return h.Table.identify(ts.dev, ts.ino), nil
 }
 
 // openTarget returns the process id of thread tid and a pidfd for it. The

@@ -9,6 +9,7 @@
 # docs/bench.md, never asserted.
 
 load helpers
+load pg
 
 DNS_IMAGE=localhost/bro-dnsmasq:latest
 # a user the rule never names: uid 65534
@@ -58,12 +59,12 @@ activate() {
   run_cmd 0 user_systemctl enable --now "$name-activator.socket"
 }
 
-# activator_log NAME: the activator's journal (bro-proxy's lines).
-activator_log() { user_journalctl -o cat -u "$1-activator.service"; }
+# allow_log NAME: the activator's journal (bro-proxy's lines).
+allow_log() { user_journalctl -o cat -u "$1-activator.service"; }
 
 # log_has NAME TEXT: the activator's journal holds TEXT (for retry: the
 # journal lags a little).
-log_has() { activator_log "$1" | grep -qF -- "$2"; }
+log_has() { allow_log "$1" | grep -qF -- "$2"; }
 
 # refused_count NAME: bro-proxy's "N refused" from its STATUS=.
 refused_count() {
@@ -94,7 +95,7 @@ refused_is() { [[ $(refused_count "$1") == "$2" ]]; }
   run_user_podman 0 ps -a -q --filter "name=^$p\$"
   assert_output ""
   retry 20 0.5 log_has "$p" "client refused: uid 65534 is not allowed by bro.allow=$CROSS_USER"
-  run_cmd 0 activator_log "$p"
+  run_cmd 0 allow_log "$p"
   assert_output --partial "uid=65534"
   assert_output --partial "rule=$CROSS_USER"
   assert_output --partial 'msg="client refused: uid 0 is not allowed by bro.allow='"$CROSS_USER"'"'
@@ -177,7 +178,7 @@ EOF
   run_cmd 0 unit_state "$p.service"
   assert_output inactive
   retry 20 0.5 log_has "$p" "client refused: uid 65534 is not allowed by bro.allow=$CROSS_USER"
-  run_cmd 0 activator_log "$p"
+  run_cmd 0 allow_log "$p"
   assert_output --partial "proto=udp"
   # a refused source is remembered: three datagrams from one port are one
   # lookup and one count (dig above was the first)
@@ -213,7 +214,7 @@ EOF
   assert_output hello
   run_cmd 0 say "$RIG_USER" -U "$dir/echo.sock"
   assert_output hello
-  run_cmd 0 activator_log "$p"
+  run_cmd 0 allow_log "$p"
   assert_output --partial 'msg="client refused: uid 65534 is not allowed by bro.allow='"$CROSS_USER"'"'
 }
 
@@ -244,7 +245,7 @@ EOF
   assert_output inactive
   run_cmd 0 ip netns exec "$NETNS" sh -c "printf 'hello\\n' | nc -N -w 30 -s $peer $host $port"
   assert_output hello
-  run_cmd 0 activator_log "$p"
+  run_cmd 0 allow_log "$p"
   assert_output --partial "msg=\"client refused: address $other is not allowed by bro.allow=$CROSS_USER,$peer\""
   # a user of this host at the host's own veth address is judged by uid,
   # not by address (the address is the host's: its socket is found)
@@ -306,10 +307,30 @@ EOF
   (( output >= 200 )) || fail "bro-proxy counted $output refused clients; want at least 200"
   # the refusals are logged a few per window, not one line each
   sleep 1
-  output=$(activator_log "$p" | grep -c 'client refused') || true
+  output=$(allow_log "$p" | grep -c 'client refused') || true
   (( output <= 10 )) || fail "$output lines of refusals logged; want a few (rate-limited)"
   printf '# timing: 20 requests of %s: %d ms alone, %d ms during a flood of 200 refused clients\n' \
     "$CROSS_USER" "$quiet" "$flood" >&3
+}
+
+@test "Notify= and an allow list: nobody's psql starts nothing, crossuser's first one waits for PostgreSQL's READY=1" {
+  pg_quadlet "Notify=true
+Annotation=bro.allow=$CROSS_USER"
+  pg_activate
+  run_cmd 0 grep -x "ExecStart=.* --allow $CROSS_USER --wait-ready .*" "$UNIT_DIR/$PG_NAME-activator.service"
+  run_cmd 1 grep -E "^(BindsTo|Wants|After)=$PG_NAME.service" "$UNIT_DIR/$PG_NAME-activator.service"
+  run_cmd '!' as_user "$OTHER_USER" env PGCONNECT_TIMEOUT=10 "$PSQL" -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -c 'select 1'
+  run_cmd 0 unit_state "$PG_NAME.service"
+  assert_output inactive
+  # cold: initdb, then the server; the client is held until the unit is
+  # active, so it never sees "the database system is starting up"
+  run_cmd 0 pg_sql -u "$CROSS_USER" "select current_user || ' ready'"
+  assert_output "postgres ready"
+  run_cmd 0 unit_state "$PG_NAME.service"
+  assert_output active
+  retry 20 0.5 log_has "$BRO_TEST_PREFIX-pg" "unit is active: clients may reach the server"
+  run_cmd 0 pg_sql -u "$RIG_USER" "select 'owner'"
+  assert_output owner
 }
 
 @test "generator route: Annotation=bro.allow alone, after daemon-reload, refuses nobody and serves crossuser" {

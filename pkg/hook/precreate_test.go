@@ -49,12 +49,16 @@ func setMode(mode string) func(map[string]any) {
 
 // agentDir is a state directory with a socket at the listener path of
 // web.service, as the activator's socket unit creates it.
-func agentDir(t *testing.T) string {
+func agentDir(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bro")
-	mustDo(t, os.MkdirAll(filepath.Join(dir, "handoff"), 0o700))
+	if err := os.MkdirAll(filepath.Join(dir, "handoff"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("unix", filepath.Join(dir, "handoff", "web.sock"))
-	mustDo(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { l.Close() })
 	return dir
 }
@@ -207,4 +211,60 @@ func TestReadConfig(t *testing.T) {
 	if err != nil || string(data) != `{"a":1}` {
 		t.Errorf("got %q, %v; want the input", data, err)
 	}
+}
+
+// FuzzPrecreate: no input makes Precreate panic; a config it does not refuse
+// comes back byte for byte unless it is a handoff one, and then as JSON whose
+// filter sends bind and listen to the agent's listener, in its last rule only.
+func FuzzPrecreate(f *testing.F) {
+	dir := agentDir(f)
+	raw, err := os.ReadFile(podmanConfig)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add(bytes.Replace(raw, []byte(`"bro.mode":"handoff"`), []byte(`"bro.mode":"direct"`), 1))
+	f.Add([]byte(`{"annotations":{"bro.mode":"handoff"},"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW"}}}`))
+	f.Add([]byte(`{"annotations":{"bro.mode":"handoff"},"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["bind","listen","bind"],"action":"SCMP_ACT_ALLOW"}]}}}`))
+	f.Add([]byte(`{"annotations":null,"linux":null}`))
+	f.Fuzz(func(t *testing.T, config []byte) {
+		out, err := Precreate(config, "web.service", fixedDir(dir))
+		if err != nil {
+			if out != nil {
+				t.Fatalf("got a config with the error %v", err)
+			}
+			return
+		}
+		var top map[string]json.RawMessage
+		var ann map[string]string
+		_ = json.Unmarshal(config, &top)
+		_ = json.Unmarshal(top["annotations"], &ann)
+		if ann[annotation.ModeKey] != annotation.ModeHandoff {
+			if !bytes.Equal(out, config) {
+				t.Fatalf("a config of mode %q changed", ann[annotation.ModeKey])
+			}
+			return
+		}
+		var linux map[string]json.RawMessage
+		var s specs.LinuxSeccomp
+		if err := json.Unmarshal(out, &top); err != nil {
+			t.Fatalf("handoff output %q: %v", out, err)
+		}
+		if err := json.Unmarshal(top["linux"], &linux); err != nil {
+			t.Fatalf("handoff output's linux %q: %v", top["linux"], err)
+		}
+		if err := json.Unmarshal(linux["seccomp"], &s); err != nil {
+			t.Fatalf("handoff output's linux.seccomp %q: %v", linux["seccomp"], err)
+		}
+		if s.ListenerPath != filepath.Join(dir, "handoff", "web.sock") {
+			t.Fatalf("listenerPath: got %q", s.ListenerPath)
+		}
+		last := len(s.Syscalls) - 1
+		for i, r := range s.Syscalls {
+			named := slices.Contains(r.Names, "bind") || slices.Contains(r.Names, "listen")
+			if want := i == last; named != want || (want && r.Action != specs.ActNotify) {
+				t.Fatalf("rule %d of %d: %s %v", i, last+1, r.Action, r.Names)
+			}
+		}
+	})
 }

@@ -38,19 +38,7 @@ setup() {
 @test "Simultaneous cold start: 20 clients at once, all served, one container start" {
   pg_quadlet Notify=true
   pg_activate
-  local i pids=() fails=0
-  for i in $(seq 20); do
-    pg_sql "select $i" >"$BATS_TEST_TMPDIR/client.$i" 2>&1 &
-    pids+=($!)
-  done
-  for i in "${!pids[@]}"; do
-    wait "${pids[$i]}" || { fails=$((fails + 1)); cat "$BATS_TEST_TMPDIR/client.$((i + 1))"; }
-  done
-  (( fails == 0 )) || fail "$fails of 20 clients failed"
-  for i in $(seq 20); do
-    run_cmd 0 cat "$BATS_TEST_TMPDIR/client.$i"
-    assert_output "$i"
-  done
+  pg_cold_clients 20
   # one container: one record found, one container ever created under this name
   run_cmd 0 activator_log
   [[ $(grep -c 'container found; entered its network namespace' <<<"$output") == 1 ]] ||

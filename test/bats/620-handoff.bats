@@ -12,28 +12,10 @@ setup() {
   requires root user_manager bro
 }
 
-# ho_pg [EXTRA-LINES]: a Network=none PostgreSQL quadlet in handoff mode on a
-# free port, listening on both 0.0.0.0 and :: (two binds of one port), through
-# the generator: daemon-reload is the only step. Sets PG_* as pg_quadlet does.
+# ho_pg: pg_quadlet in handoff mode, through the generator: daemon-reload
+# is the only step.
 ho_pg() {
-  PG_NAME=$BRO_TEST_PREFIX-pg
-  PG_CTR=$BRO_TEST_PREFIX-db
-  PG_PORT=$(free_port)
-  PG_DATA=$(user_tmpdir "$RIG_USER")/pgdata
-  as_user "$RIG_USER" mkdir -p "$PG_DATA"
-  write_quadlet "$RIG_USER" "$PG_NAME.container" <<EOF
-[Container]
-Image=$PG_IMAGE
-ContainerName=$PG_CTR
-Environment=POSTGRES_PASSWORD=$PG_PASSWORD POSTGRES_LISTEN_ADDRESSES=*
-Volume=$PG_DATA:/var/lib/postgresql/data
-Network=none
-Notify=true
-Annotation=bro.activate=$PG_PORT
-Annotation=bro.mode=handoff
-Exec=-p $PG_PORT
-${1:-}
-EOF
+  PG_MODE=handoff pg_quadlet
   run_cmd 0 user_systemctl daemon-reload
   run_cmd 0 user_systemctl start "$PG_NAME-activator.socket"
   wait_for_port "$PG_PORT"
@@ -118,19 +100,7 @@ socket_ino() { ss -Hltne "sport = :$1" | grep -o 'ino:[0-9]*' | head -1; }
 
 @test "handoff: 20 simultaneous cold clients are all served by one container start" {
   ho_pg
-  local i pids=() fails=0
-  for i in $(seq 20); do
-    pg_sql "select $i" >"$BATS_TEST_TMPDIR/client.$i" 2>&1 &
-    pids+=($!)
-  done
-  for i in "${!pids[@]}"; do
-    wait "${pids[$i]}" || { fails=$((fails + 1)); cat "$BATS_TEST_TMPDIR/client.$((i + 1))"; }
-  done
-  (( fails == 0 )) || fail "$fails of 20 clients failed"
-  for i in $(seq 20); do
-    run_cmd 0 cat "$BATS_TEST_TMPDIR/client.$i"
-    assert_output "$i"
-  done
+  pg_cold_clients 20
   run_cmd 0 activator_log
   [[ $(grep -c "serving the container's seccomp listener" <<<"$output") == 1 ]] ||
     fail "want exactly one container start"

@@ -9,6 +9,9 @@ PSQL=${PSQL:-/usr/lib/postgresql/15/bin/psql}
 # pg_quadlet [EXTRA-LINES]: write $BRO_TEST_PREFIX-pg.container for RIG_USER,
 # Network=none, a data volume, the annotation on a free loopback port; sets
 # PG_NAME (quadlet and unit name), PG_CTR (container name), PG_PORT, PG_DATA.
+# PG_MODE=handoff: bro.mode=handoff, Notify=true, the server on PG_PORT
+# itself (host and container port are one) and on every address (0.0.0.0
+# and ::, two binds of the port).
 pg_quadlet() {
   PG_NAME=$BRO_TEST_PREFIX-pg
   PG_CTR=$BRO_TEST_PREFIX-db
@@ -25,9 +28,32 @@ ContainerName=$PG_CTR
 Environment=POSTGRES_PASSWORD=$PG_PASSWORD
 Volume=$PG_DATA:/var/lib/postgresql/data
 Network=none
-Annotation=bro.activate=127.0.0.1:$PG_PORT:5432
+$(if [[ ${PG_MODE:-} == handoff ]]; then
+  printf '%s\n' "Annotation=bro.activate=$PG_PORT" Annotation=bro.mode=handoff Notify=true \
+    "Exec=-p $PG_PORT" "Environment=POSTGRES_LISTEN_ADDRESSES=*"
+else
+  echo "Annotation=bro.activate=127.0.0.1:$PG_PORT:5432"
+fi)
 ${1:-}
 EOF
+}
+
+# pg_cold_clients N: N psql clients at once, each selecting its number;
+# fails unless every one is answered with it.
+pg_cold_clients() {
+  local n=$1 i pids=() fails=0
+  for i in $(seq "$n"); do
+    pg_sql "select $i" >"$BATS_TEST_TMPDIR/client.$i" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { fails=$((fails + 1)); cat "$BATS_TEST_TMPDIR/client.$((i + 1))"; }
+  done
+  (( fails == 0 )) || fail "$fails of $n clients failed" || return
+  for i in $(seq "$n"); do
+    run_cmd 0 cat "$BATS_TEST_TMPDIR/client.$i"
+    assert_output "$i" || return
+  done
 }
 
 # pg_activate [BRO-ACTIVATE-FLAGS...]: bro-activate the quadlet, reload,

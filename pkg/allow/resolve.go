@@ -152,7 +152,8 @@ func (m *Matcher) UID(uid uint32) (string, bool) {
 // Addr reports whether a client connecting from a is admitted by an address
 // entry, and which.
 func (m *Matcher) Addr(a netip.Addr) (string, bool) {
-	a = a.Unmap()
+	// a zoned address (fe80::1%eth0) never matches a prefix: the zone goes
+	a = a.WithZone("").Unmap()
 	for _, p := range m.nets {
 		if p.Contains(a) {
 			if p.IsSingleIP() {

@@ -113,6 +113,7 @@ func TestMatcherAddr(t *testing.T) {
 		{"192.0.2.8", "", false},
 		{"fd12::1", "fd00::/8", true},
 		{"::1", "", false},
+		{"fd12::1%eth0", "fd00::/8", true},
 	} {
 		t.Run(tc.addr, func(t *testing.T) {
 			by, ok := m.Addr(netip.MustParseAddr(tc.addr))

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net"
-	"net/netip"
 
 	"github.com/brothaman/brothaman-go/pkg/allow"
 	"github.com/sirupsen/logrus"
@@ -62,7 +61,7 @@ func (p *Proxy) admitDatagram(l Listener, client net.Addr) bool {
 	if !ok || !lok {
 		return false
 	}
-	v := p.Allow.Datagram(la.AddrPort(), netip.AddrPortFrom(ua.AddrPort().Addr(), ua.AddrPort().Port()))
+	v := p.Allow.Datagram(la.AddrPort(), ua.AddrPort())
 	if v.Allowed {
 		return true
 	}

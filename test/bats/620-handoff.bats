@@ -21,6 +21,22 @@ ho_pg() {
   wait_for_port "$PG_PORT"
 }
 
+# ho_quadlet NAME PORT[/udp] [LINES...]: a Network=none handoff quadlet of
+# RIG_USER for the busybox image, named NAME (container too), each LINE added.
+ho_quadlet() {
+  local name=$1 port=$2
+  shift 2
+  write_quadlet "$RIG_USER" "$name.container" <<EOF
+[Container]
+Image=$BBOX_IMAGE
+ContainerName=$name
+Network=none
+Annotation=bro.activate=$port
+Annotation=bro.mode=handoff
+$(printf '%s\n' "$@")
+EOF
+}
+
 # ho_web: busybox httpd (it binds ::) in handoff mode, without Notify=.
 # Its shell binds a second port (nc -l) whenever /tmp/rebind appears: a
 # process under the container's first seccomp filter, for the agent restart.
@@ -28,15 +44,8 @@ ho_web() {
   WEB_NAME=$BRO_TEST_PREFIX-web
   WEB_PORT=$(free_port)
   WEB_OTHER=$(free_port)
-  write_quadlet "$RIG_USER" "$WEB_NAME.container" <<EOF
-[Container]
-Image=$BBOX_IMAGE
-ContainerName=$WEB_NAME
-Network=none
-Annotation=bro.activate=$WEB_PORT
-Annotation=bro.mode=handoff
-Exec=sh -c 'mkdir -p /www && echo handoff-ok >/www/index.html && httpd -p $WEB_PORT -h /www && while sleep 0.1; do if [ -e /tmp/rebind ]; then rm /tmp/rebind; nc -l -p $WEB_OTHER </dev/null & fi; done'
-EOF
+  ho_quadlet "$WEB_NAME" "$WEB_PORT" \
+    "Exec=sh -c 'mkdir -p /www && echo handoff-ok >/www/index.html && httpd -p $WEB_PORT -h /www && while sleep 0.1; do if [ -e /tmp/rebind ]; then rm /tmp/rebind; nc -l -p $WEB_OTHER </dev/null & fi; done'"
   run_cmd 0 user_systemctl daemon-reload
   run_cmd 0 user_systemctl start "$WEB_NAME-activator.socket"
   wait_for_port "$WEB_PORT"
@@ -193,13 +202,7 @@ EOF
   run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" --mode zero-hop "$q"
   assert_output --partial 'want proxy, direct or handoff'
 
-  write_quadlet "$RIG_USER" "$q.container" <<EOF
-[Container]
-Image=$BBOX_IMAGE
-Network=none
-Annotation=bro.activate=18099
-Annotation=bro.mode=handoff
-EOF
+  ho_quadlet "$q" 18099
   # a runtime that does not send seccomp listeners: Podman's own report of it
   local rt
   rt=$(user_tmpdir "$RIG_USER")
@@ -214,25 +217,11 @@ EOF
   run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" --listen 18099 --target 80 "$q"
   assert_output --partial "both must be the same"
 
-  write_quadlet "$RIG_USER" "$q.container" <<EOF
-[Container]
-Image=$BBOX_IMAGE
-Network=none
-Annotation=bro.activate=18099
-Annotation=bro.mode=handoff
-SeccompProfile=unconfined
-EOF
+  ho_quadlet "$q" 18099 SeccompProfile=unconfined
   run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" "$q"
   assert_output --partial "SeccompProfile=unconfined"
 
-  write_quadlet "$RIG_USER" "$q.container" <<EOF
-[Container]
-Image=$BBOX_IMAGE
-Network=none
-Annotation=bro.activate=18099
-Annotation=bro.mode=handoff
-PodmanArgs=--privileged
-EOF
+  ho_quadlet "$q" 18099 PodmanArgs=--privileged
   run_cmd 1 as_user "$RIG_USER" "$BRO_ACTIVATE" "$q"
   assert_output --partial "--privileged switches seccomp off"
   # the generator logs and skips it: no units for it
@@ -246,15 +235,7 @@ EOF
 @test "handoff: bro-activate --mode handoff writes the units and --remove takes them back" {
   local q=$BRO_TEST_PREFIX-a units=/home/$RIG_USER/.config/systemd/user port
   port=$(free_port)
-  write_quadlet "$RIG_USER" "$q.container" <<EOF
-[Container]
-Image=$BBOX_IMAGE
-ContainerName=$q
-Network=none
-Annotation=bro.activate=$port
-Annotation=bro.mode=handoff
-Exec=httpd -f -p $port -h /etc
-EOF
+  ho_quadlet "$q" "$port" "Exec=httpd -f -p $port -h /etc"
   run_cmd 0 as_user "$RIG_USER" "$BRO_ACTIVATE" --mode handoff "$q"
   assert_output --partial "$q-activator-seccomp.socket"
   assert_output --partial "50-$q-activator-handoff.conf"
@@ -273,16 +254,8 @@ EOF
 @test "handoff: bro.idle-stop stops the agent and the container after the last connection; the next client starts both" {
   WEB_NAME=$BRO_TEST_PREFIX-idle
   WEB_PORT=$(free_port)
-  write_quadlet "$RIG_USER" "$WEB_NAME.container" <<EOF2
-[Container]
-Image=$BBOX_IMAGE
-ContainerName=$WEB_NAME
-Network=none
-Annotation=bro.activate=$WEB_PORT
-Annotation=bro.mode=handoff
-Annotation=bro.idle-stop=2s
-Exec=sh -c 'mkdir -p /www && echo idle-ok >/www/index.html && exec httpd -f -p $WEB_PORT -h /www'
-EOF2
+  ho_quadlet "$WEB_NAME" "$WEB_PORT" Annotation=bro.idle-stop=2s \
+    "Exec=sh -c 'mkdir -p /www && echo idle-ok >/www/index.html && exec httpd -f -p $WEB_PORT -h /www'"
   run_cmd 0 user_systemctl daemon-reload
   run_cmd 0 user_systemctl start "$WEB_NAME-activator.socket"
   wait_for_port "$WEB_PORT"

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/brothaman/brothaman-go/internal/proc"
 )
 
 // procs tracks every process this run started, so that cleanup kills
@@ -69,14 +71,14 @@ func stop(cmd *exec.Cmd, grace time.Duration) {
 // reused by the time it is signalled.
 type procID struct {
 	pid   int
-	start int64
+	start uint64
 }
 
 func identify(pids []int) []procID {
 	var out []procID
 	for _, p := range pids {
-		if st, err := readStat(p); err == nil {
-			out = append(out, procID{p, st.start})
+		if st, err := proc.ReadStat(p); err == nil {
+			out = append(out, procID{p, st.StartTime})
 		}
 	}
 	return out
@@ -84,7 +86,7 @@ func identify(pids []int) []procID {
 
 // kill signals the process if it is still the one identified.
 func (p procID) kill(sig syscall.Signal) {
-	if st, err := readStat(p.pid); err == nil && st.start == p.start {
+	if proc.Alive(p.pid, p.start) {
 		syscall.Kill(p.pid, sig)
 	}
 }
@@ -153,11 +155,11 @@ func readProc(pid int) (procMem, error) {
 		return m, err
 	}
 	m.FDs = len(fds)
-	st, err := readStat(pid)
+	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return m, err
 	}
-	m.CPUTicks = st.utime + st.stime
+	m.CPUTicks = int64(st.UTime + st.STime)
 	return m, nil
 }
 
@@ -176,38 +178,6 @@ func readTree(pid int) (procMem, error) {
 	return m, nil
 }
 
-// stat is the part of /proc/PID/stat this package reads.
-type stat struct {
-	ppid         int
-	utime, stime int64
-	start        int64 // clock ticks after boot
-}
-
-// readStat parses /proc/PID/stat. The command name (field 2) is in
-// parentheses and may hold spaces and parentheses: fields are counted from
-// the last ')'. After it come state (3), ppid (4), ..., utime (14), stime
-// (15), ..., starttime (22).
-func readStat(pid int) (stat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return stat{}, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return stat{}, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return stat{}, fmt.Errorf("/proc/%d/stat: %d fields after the command name", pid, len(f))
-	}
-	var s stat
-	s.ppid, _ = strconv.Atoi(f[1])
-	s.utime, _ = strconv.ParseInt(f[11], 10, 64)
-	s.stime, _ = strconv.ParseInt(f[12], 10, 64)
-	s.start, _ = strconv.ParseInt(f[19], 10, 64)
-	return s, nil
-}
-
 // descendants lists every process below pid, at any depth.
 func descendants(pid int) []int {
 	ents, _ := os.ReadDir("/proc")
@@ -217,8 +187,8 @@ func descendants(pid int) []int {
 		if err != nil {
 			continue
 		}
-		if st, err := readStat(p); err == nil {
-			children[st.ppid] = append(children[st.ppid], p)
+		if st, err := proc.ReadStat(p); err == nil {
+			children[st.PPID] = append(children[st.PPID], p)
 		}
 	}
 	var out []int

@@ -333,6 +333,34 @@ Annotation=bro.allow=$CROSS_USER"
   assert_output owner
 }
 
+@test "idle stop with an allow list: the container stops with bro-proxy (BindsTo=), and only an allowed client starts it again" {
+  local p=$BRO_TEST_PREFIX port
+  port=$(free_port)
+  echo_quadlet "$p" "$port" "Annotation=bro.allow=$CROSS_USER"
+  activate "$p" --idle-stop 3s
+  run_cmd 0 grep -x "BindsTo=$p-activator.service" "$UNIT_DIR/$p.service.d/50-$p-activator-idle-stop.conf"
+  run_cmd 1 grep -x "StopWhenUnneeded=yes" "$UNIT_DIR/$p.service.d/50-$p-activator-idle-stop.conf"
+  wait_for_port "$port"
+  run_cmd 0 say "$CROSS_USER" 127.0.0.1 "$port"
+  assert_output hello
+  run_cmd 0 unit_state "$p.service"
+  assert_output active
+  # 3 s without clients: bro-proxy exits, the container stops with it
+  # (busybox nc, pid 1, ignores SIGTERM: podman kills it, and the unit may
+  # end "failed")
+  wait_unit_state "$p-activator.service" inactive 30
+  wait_unit_down "$p.service" 30
+  # a refused client activates bro-proxy again, but not the container
+  run_cmd '?' say "$OTHER_USER" 127.0.0.1 "$port"
+  assert_output ""
+  run_cmd 0 unit_state "$p.service"
+  refute_output active
+  run_cmd 0 say "$CROSS_USER" 127.0.0.1 "$port"
+  assert_output hello
+  run_cmd 0 unit_state "$p.service"
+  assert_output active
+}
+
 @test "generator route: Annotation=bro.allow alone, after daemon-reload, refuses nobody and serves crossuser" {
   local p=$BRO_TEST_PREFIX port gen
   port=$(free_port)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/brothaman/brothaman-go/pkg/allow"
+	"github.com/brothaman/brothaman-go/pkg/ns"
+	"github.com/sirupsen/logrus"
 )
 
 // countingBackend counts Get: a refused client must never ask for the
@@ -182,4 +184,83 @@ func TestAllowUDP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// benchConnect connects through a proxy (with guard as its Allow, or none)
+// to an echo backend, sends a byte, reads it back and closes: one whole
+// short connection per op, the cost an allow list adds to.
+func benchConnect(b *testing.B, guard func() *allow.Guard) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer backend.Close()
+	go func() {
+		for {
+			c, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tg, err := ns.ParseTarget("tcp", backend.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	p := &Proxy{Listeners: []Listener{{ln: ln, name: "bench", target: tg}},
+		Backend: Static{NewGeneration(ns.Current(), nil, "bench")}, Log: logrus.NewEntry(l)}
+	if guard != nil {
+		p.Allow = guard()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	addr := ln.Addr().String()
+	buf := make([]byte, 1)
+	b.ResetTimer()
+	for b.Loop() {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Write([]byte{'x'}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+// BenchmarkConnect and BenchmarkConnectAllow: a short connection through
+// the proxy without and with an allow list that admits the benchmark's
+// user by its uid (the lookup runs, the match succeeds). docs/bench.md.
+func BenchmarkConnect(b *testing.B) { benchConnect(b, nil) }
+
+func BenchmarkConnectAllow(b *testing.B) {
+	benchConnect(b, func() *allow.Guard {
+		l, err := allow.Parse(fmt.Sprintf("uid:%d", os.Getuid()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := allow.Resolve(l, 4242424, allow.Files{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		g, err := allow.NewGuard(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(g.Close)
+		return g
+	})
 }

@@ -3,12 +3,15 @@
 # tests (test/bats) run on:
 #
 #   rootless Podman (Debian's 4.3) for RIG_USER and CROSS_USER
+#   + Podman 5 (built from the Go module, pinned) for P5_USER, the second test
+#     matrix: its own systemd --user manager runs quadlet units with Podman 5
 #   + a wrapper OCI runtime, where the host needs one (see below)
 #   + a systemd --user manager for RIG_USER
 #   + the quadlet generator (Podman v5's, built from the Go module, unless the
 #     host's Podman package ships one)
-#   + images localhost/bbox:latest (root, RIG_USER, CROSS_USER) and
-#     localhost/postgres:15 (RIG_USER; Debian's postgresql-15 in a debootstrap rootfs)
+#   + images localhost/bbox:latest (root, RIG_USER, CROSS_USER, P5_USER) and
+#     localhost/postgres:15 (RIG_USER, P5_USER; Debian's postgresql-15 in a
+#     debootstrap rootfs)
 #   + the test tools (bats with bats-assert/bats-support, psql, nc, ss,
 #     systemd-socket-activate, systemd-socket-proxyd)
 #
@@ -36,8 +39,15 @@ RIG_USER=${RIG_USER:-lingeruser}
 RIG_UID=${RIG_UID:-1001}
 CROSS_USER=${CROSS_USER:-crossuser}
 CROSS_UID=${CROSS_UID:-1002}
+# Podman 5's user: rootless, a user manager of its own, `podman` on its PATH
+# (~/.local/bin, as Debian's ~/.profile has it) is Podman 5
+P5_USER=${P5_USER:-p5user}
+P5_UID=${P5_UID:-1003}
+PODMAN5_VERSION=${PODMAN5_VERSION:-v5.8.6}
+PODMAN5_DIR=${PODMAN5_DIR:-/usr/local/lib/podman5}   # podman, rootlessport, quadlet
 SUBID_COUNT=${SUBID_COUNT:-65536}
 V1_CGROUP=${V1_CGROUP:-brotest}          # name of the delegated cgroup in each v1 controller
+P5_V1_CGROUP=${P5_V1_CGROUP:-brotest5}   # the same for P5_USER
 QUADLET_MODULE_VERSION=${QUADLET_MODULE_VERSION:-v5.6.2}
 QUADLET_BIN=${QUADLET_BIN:-/usr/local/bin/quadlet-v5}
 RUNTIME_WRAPPER=/usr/local/bin/runc-sandbox
@@ -99,9 +109,10 @@ home_of() { local h; h=$(getent passwd "$1" | cut -d: -f6 || true); echo "${h:-/
 source "$(dirname "${BASH_SOURCE[0]}")/as-user.sh"
 as_rig() { as_user "$RIG_USER" "$@"; }
 
-manager_pid() { { pgrep -u "$RIG_UID" -x systemd -a 2>/dev/null || true; } | awk '/--user/{print $1; exit}'; }
+# manager_pid [UID], manager_ok [USER]: RIG_USER's unless named
+manager_pid() { { pgrep -u "${1:-$RIG_UID}" -x systemd -a 2>/dev/null || true; } | awk '/--user/{print $1; exit}'; }
 manager_ok() { # no pipe here: with pipefail a non-zero is-system-running ("degraded") would fail it
-  local s; s=$(as_rig systemctl --user is-system-running 2>/dev/null || true)
+  local s; s=$(as_user "${1:-$RIG_USER}" systemctl --user is-system-running 2>/dev/null || true)
   [[ $s == running || $s == degraded || $s == starting || $s == initializing ]]
 }
 
@@ -144,13 +155,14 @@ step "packages"
 # bash-completion, zsh and fish: the completion scripts are run by each shell;
 # the package (make deb): dpkg-dev (dpkg-shlibdeps), go-md2man (man pages), lintian;
 # make bench: pasta (passt, Podman 5's rootless port forwarder) and pgbench
-# (postgresql-client-15).
+# (postgresql-client-15); Podman 5's build (cgo): libseccomp-dev, libsystemd-dev,
+# pkg-config.
 PKGS=(podman crun runc uidmap slirp4netns catatonit busybox-static
       dbus-user-session libcap2-bin debootstrap python3 util-linux procps
       systemd bats bats-assert bats-support
       postgresql-client-15 passt netcat-openbsd iproute2 curl jq
       dnsmasq-base bind9-dnsutils bash-completion zsh fish
-      dpkg-dev go-md2man lintian)
+      dpkg-dev go-md2man lintian libseccomp-dev libsystemd-dev pkg-config)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -202,6 +214,7 @@ ensure_user() { # name uid
 }
 ensure_user "$RIG_USER" "$RIG_UID"
 ensure_user "$CROSS_USER" "$CROSS_UID"
+ensure_user "$P5_USER" "$P5_UID"
 
 # Subordinate ids: Debian's useradd usually adds them; a user created another
 # way may have none, and rootless podman then maps only one id.
@@ -218,6 +231,7 @@ ensure_subids() { # name
 }
 ensure_subids "$RIG_USER"
 ensure_subids "$CROSS_USER"
+ensure_subids "$P5_USER"
 
 # /run/user/UID: logind creates it (and keeps it while the user lingers);
 # without logind it is made by hand. podman and systemctl --user need it.
@@ -244,6 +258,7 @@ ensure_rundir() { # name uid
 }
 ensure_rundir "$RIG_USER" "$RIG_UID"
 ensure_rundir "$CROSS_USER" "$CROSS_UID"
+ensure_rundir "$P5_USER" "$P5_UID"
 
 # --------------------------------------------------------------- 4. /dev/net/tun
 # slirp4netns (the default rootless network) opens it as the user.
@@ -258,22 +273,20 @@ if [[ $(stat -c %a /dev/net/tun) != 666 ]]; then
 else ok "/dev/net/tun is 0666"; fi
 
 # ------------------------------------------------------- 5. podman user config
-podman_config() { # name
-  local user=$1 home cfg graphroot units
+podman_config() { # name [extra [engine] lines]
+  local user=$1 extra=${2:-} home cfg graphroot units engine=
   home=$(home_of "$user"); cfg=$home/.config/containers
   step "podman config for $user"
   install -d -o "$user" -g "$user" -m 0700 "$home/.config"
   install -d -o "$user" -g "$user" -m 0755 "$cfg" "$cfg/systemd"
   # Runtime: the wrapper, and cgroupfs (the systemd cgroup manager needs a
   # system D-Bus and a system manager, which a rig machine lacks).
-  if (( NEED_WRAPPER )); then
-    write_if_changed "$cfg/containers.conf" 0644 "$user:$user" <<EOF
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "runcsb"
-[engine.runtimes]
-runcsb = ["$RUNTIME_WRAPPER"]
-EOF
+  (( NEED_WRAPPER )) && engine=$'cgroup_manager = "cgroupfs"\nruntime = "runcsb"\n'
+  engine+=$extra
+  if [[ -n $engine ]]; then
+    { printf '[engine]\n%s' "$engine"
+      if (( NEED_WRAPPER )); then printf '[engine.runtimes]\nruncsb = ["%s"]\n' "$RUNTIME_WRAPPER"; fi
+    } | write_if_changed "$cfg/containers.conf" 0644 "$user:$user"
   else
     ok "$user keeps Podman's default runtime and cgroup manager"
   fi
@@ -307,6 +320,10 @@ EOF
 }
 podman_config "$RIG_USER"
 podman_config "$CROSS_USER"
+# Podman 5 finds conmon, pasta and catatonit where Debian put them, and
+# rootlessport (a Podman 5 one) in its own directory
+podman_config "$P5_USER" "helper_binaries_dir = [\"$PODMAN5_DIR\", \"/usr/libexec/podman\", \"/usr/lib/podman\", \"/usr/bin\"]
+"
 
 # ------------------------------------------------------------ 6. quadlet build
 # Debian 12's Podman 4.3 has no quadlet. The v5 generator is built from the Go
@@ -345,6 +362,45 @@ else
   fi
 fi
 
+# -------------------------------------------------------- 6b. Podman 5 build
+# The second test matrix: Podman 5 from its Go module, pinned, the way the
+# quadlet generator is built (cgo here: seccomp and the systemd journal).
+# podman, its rootlessport and its quadlet go to PODMAN5_DIR; P5_USER gets
+# ~/.local/bin/podman -> PODMAN5_DIR/podman. conmon, pasta, netavark and
+# catatonit are Debian's. About 90 s on 2 cores with a warm module cache.
+step "Podman 5 ($PODMAN5_VERSION) in $PODMAN5_DIR"
+p5_tags='containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper seccomp systemd'
+if [[ -x $PODMAN5_DIR/podman && -x $PODMAN5_DIR/rootlessport && -x $PODMAN5_DIR/quadlet &&
+      -f $CACHE/podman5.version && $(cat "$CACHE/podman5.version") == "$PODMAN5_VERSION" ]] &&
+   "$PODMAN5_DIR/podman" --version 2>/dev/null | grep -qF " ${PODMAN5_VERSION#v}"; then
+  ok "$("$PODMAN5_DIR/podman" --version)"
+else
+  (( CHECK_ONLY )) && die "Podman 5 missing in $PODMAN5_DIR"
+  export PATH=$PATH:/usr/local/go/bin HOME=${HOME:-/root}
+  command -v go >/dev/null || die "Go toolchain not found (needed to build Podman 5; expected in /usr/local/go/bin)"
+  pb=$CACHE/p5build; rm -rf "$pb"; mkdir -p "$pb/out"
+  t0=$SECONDS
+  m=github.com/containers/podman/v5/cmd
+  ( cd "$pb"
+    go mod init p5build >/dev/null 2>&1
+    go get "$m/podman@$PODMAN5_VERSION" "$m/rootlessport@$PODMAN5_VERSION" "$m/quadlet@$PODMAN5_VERSION" >"$CACHE/podman5-build.log" 2>&1
+    CGO_ENABLED=1 go build -trimpath -tags "$p5_tags" -o out/ "$m/podman" "$m/rootlessport" "$m/quadlet" >>"$CACHE/podman5-build.log" 2>&1 ) \
+    || die "Podman 5 build failed, see $CACHE/podman5-build.log"
+  install -d "$PODMAN5_DIR"
+  for b in podman rootlessport quadlet; do install -m 0755 "$pb/out/$b" "$PODMAN5_DIR/.$b.new" && mv -f "$PODMAN5_DIR/.$b.new" "$PODMAN5_DIR/$b"; done
+  rm -rf "$pb"
+  echo "$PODMAN5_VERSION" >"$CACHE/podman5.version"
+  did "built $("$PODMAN5_DIR/podman" --version) in $(( SECONDS - t0 ))s"
+fi
+p5_bin=$(home_of "$P5_USER")/.local/bin
+if [[ $(readlink "$p5_bin/podman" 2>/dev/null) == "$PODMAN5_DIR/podman" ]]; then ok "$p5_bin/podman -> $PODMAN5_DIR/podman"
+else
+  (( CHECK_ONLY )) && die "$p5_bin/podman not linked"
+  install -d -o "$P5_USER" -g "$P5_USER" -m 0700 "$(dirname "$p5_bin")"
+  install -d -o "$P5_USER" -g "$P5_USER" -m 0755 "$p5_bin"
+  ln -sfn "$PODMAN5_DIR/podman" "$p5_bin/podman"; did "ln -s $PODMAN5_DIR/podman $p5_bin/podman"
+fi
+
 # ------------------------------------------------------------------- 7. images
 # (before the user manager starts: quadlet units enabled for default.target
 # start at once and would try to pull a missing localhost/ image from a
@@ -369,7 +425,7 @@ else
   (( CHECK_ONLY )) && die "root lacks $BBOX_IMAGE"
   podman import -q "$bbox_tar" "$BBOX_IMAGE" >/dev/null; did "root: podman import $BBOX_IMAGE"
 fi
-for u in "$RIG_USER" "$CROSS_USER"; do
+for u in "$RIG_USER" "$CROSS_USER" "$P5_USER"; do
   if as_user "$u" podman image exists "$BBOX_IMAGE" 2>/dev/null; then ok "$u has $BBOX_IMAGE"
   else
     (( CHECK_ONLY )) && die "$u lacks $BBOX_IMAGE"
@@ -378,7 +434,7 @@ for u in "$RIG_USER" "$CROSS_USER"; do
 done
 
 if (( WITH_POSTGRES )); then
-  step "image $PG_IMAGE for $RIG_USER (debootstrap bookworm minbase + postgresql-15)"
+  step "image $PG_IMAGE for $RIG_USER and $P5_USER (debootstrap bookworm minbase + postgresql-15)"
   # The entrypoint: initdb once into $PGDATA (a volume), then exec postgres on
   # 127.0.0.1:5432. Env like the official image: POSTGRES_PASSWORD,
   # POSTGRES_USER, POSTGRES_DB, POSTGRES_HOST_AUTH_METHOD, PGDATA,
@@ -422,51 +478,66 @@ exec "$PGBIN/postgres" -D "$PGDATA" -c "listen_addresses=${POSTGRES_LISTEN_ADDRE
      -c unix_socket_directories=/run/postgresql "$@"
 EOS
   ep_sha=$(printf '%s' "$ENTRYPOINT" | sha256sum | cut -c1-16)
-  have=$(as_rig podman image inspect -f '{{index .Labels "bro.rig.entrypoint"}}' "$PG_IMAGE" 2>/dev/null || true)
-  if [[ $have == "$ep_sha" ]]; then
-    ok "$RIG_USER has $PG_IMAGE (entrypoint $ep_sha)"
-  elif (( CHECK_ONLY )); then die "$PG_IMAGE missing or stale"
-  else
-    # The rootfs tarball is cached: debootstrap (~40 s) runs once per machine.
-    pg_tar=$CACHE/pg-rootfs.tar
-    if [[ ! -s $pg_tar ]]; then
-      r=$CACHE/pg-rootfs; rm -rf "$r"
-      t0=$SECONDS
-      debootstrap --variant=minbase --include=postgresql-15 bookworm "$r" "$DEBIAN_MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
-        || die "debootstrap failed, see $CACHE/debootstrap.log"
-      did "debootstrap in $(( SECONDS - t0 ))s"
-      # slim: the package's default cluster, docs, translations, apt caches and
-      # the LLVM JIT (postgres runs without it: jit is simply unavailable)
-      rm -rf "$r"/var/lib/postgresql/15/main "$r"/etc/postgresql/15/main "$r"/var/cache/apt/* \
-             "$r"/var/lib/apt/lists/* "$r"/usr/share/doc/* "$r"/usr/share/man/* "$r"/usr/share/info/* \
-             "$r"/usr/share/locale/* "$r"/usr/share/i18n "$r"/usr/lib/postgresql/15/lib/llvmjit* \
-             "$r"/usr/lib/postgresql/15/lib/bitcode "$r"/usr/lib/x86_64-linux-gnu/libLLVM-14.so* \
-             "$r"/usr/lib/x86_64-linux-gnu/libz3.so*
-      # write then rename: an interrupted run must not leave a truncated cache
-      tar -C "$r" --numeric-owner -cf "$pg_tar.tmp" . && mv "$pg_tar.tmp" "$pg_tar" && rm -rf "$r"
-      chmod 0644 "$pg_tar"; did "rootfs tarball $pg_tar ($(du -h "$pg_tar" | cut -f1))"
+  for u in "$RIG_USER" "$P5_USER"; do
+    have=$(as_user "$u" podman image inspect -f '{{index .Labels "bro.rig.entrypoint"}}' "$PG_IMAGE" 2>/dev/null || true)
+    if [[ $have == "$ep_sha" ]]; then
+      ok "$u has $PG_IMAGE (entrypoint $ep_sha)"
+    elif (( CHECK_ONLY )); then die "$PG_IMAGE missing or stale for $u"
+    else
+      # The rootfs tarball is cached: debootstrap (~40 s) runs once per machine.
+      pg_tar=$CACHE/pg-rootfs.tar
+      if [[ ! -s $pg_tar ]]; then
+        r=$CACHE/pg-rootfs; rm -rf "$r"
+        t0=$SECONDS
+        debootstrap --variant=minbase --include=postgresql-15 bookworm "$r" "$DEBIAN_MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
+          || die "debootstrap failed, see $CACHE/debootstrap.log"
+        did "debootstrap in $(( SECONDS - t0 ))s"
+        # slim: the package's default cluster, docs, translations, apt caches and
+        # the LLVM JIT (postgres runs without it: jit is simply unavailable)
+        rm -rf "$r"/var/lib/postgresql/15/main "$r"/etc/postgresql/15/main "$r"/var/cache/apt/* \
+               "$r"/var/lib/apt/lists/* "$r"/usr/share/doc/* "$r"/usr/share/man/* "$r"/usr/share/info/* \
+               "$r"/usr/share/locale/* "$r"/usr/share/i18n "$r"/usr/lib/postgresql/15/lib/llvmjit* \
+               "$r"/usr/lib/postgresql/15/lib/bitcode "$r"/usr/lib/x86_64-linux-gnu/libLLVM-14.so* \
+               "$r"/usr/lib/x86_64-linux-gnu/libz3.so*
+        # write then rename: an interrupted run must not leave a truncated cache
+        tar -C "$r" --numeric-owner -cf "$pg_tar.tmp" . && mv "$pg_tar.tmp" "$pg_tar" && rm -rf "$r"
+        chmod 0644 "$pg_tar"; did "rootfs tarball $pg_tar ($(du -h "$pg_tar" | cut -f1))"
+      fi
+      ep=$(mktemp -d); chmod 755 "$ep"
+      mkdir -p "$ep/usr/local/bin"; printf '%s\n' "$ENTRYPOINT" >"$ep/usr/local/bin/pg-entrypoint"
+      chmod 0755 "$ep/usr/local/bin/pg-entrypoint"
+      cp "$pg_tar" "$ep/full.tar"; tar -C "$ep" --owner=0 --group=0 -rf "$ep/full.tar" ./usr/local/bin/pg-entrypoint
+      chmod 0644 "$ep/full.tar"
+      as_user "$u" podman import -q \
+        --change 'ENTRYPOINT ["/usr/local/bin/pg-entrypoint"]' --change 'CMD ["postgres"]' \
+        --change 'ENV PGDATA=/var/lib/postgresql/data' --change 'STOPSIGNAL SIGINT' \
+        --change 'EXPOSE 5432' --change "LABEL bro.rig.entrypoint=$ep_sha" \
+        "$ep/full.tar" "$PG_IMAGE" >/dev/null
+      rm -rf "$ep"
+      as_user "$u" podman image prune -f >/dev/null 2>&1 || true   # the replaced, now untagged image
+      did "$u: podman import $PG_IMAGE (entrypoint $ep_sha)"
     fi
-    ep=$(mktemp -d); chmod 755 "$ep"
-    mkdir -p "$ep/usr/local/bin"; printf '%s\n' "$ENTRYPOINT" >"$ep/usr/local/bin/pg-entrypoint"
-    chmod 0755 "$ep/usr/local/bin/pg-entrypoint"
-    cp "$pg_tar" "$ep/full.tar"; tar -C "$ep" --owner=0 --group=0 -rf "$ep/full.tar" ./usr/local/bin/pg-entrypoint
-    chmod 0644 "$ep/full.tar"
-    as_rig podman import -q \
-      --change 'ENTRYPOINT ["/usr/local/bin/pg-entrypoint"]' --change 'CMD ["postgres"]' \
-      --change 'ENV PGDATA=/var/lib/postgresql/data' --change 'STOPSIGNAL SIGINT' \
-      --change 'EXPOSE 5432' --change "LABEL bro.rig.entrypoint=$ep_sha" \
-      "$ep/full.tar" "$PG_IMAGE" >/dev/null
-    rm -rf "$ep"
-    as_rig podman image prune -f >/dev/null 2>&1 || true   # the replaced, now untagged image
-    did "$RIG_USER: podman import $PG_IMAGE (entrypoint $ep_sha)"
-  fi
+  done
 fi
 
+# P5_USER's manager, its units and the quadlet generator it runs find Podman
+# 5: PODMAN is the binary quadlet writes into ExecStart=, PATH what
+# bro-activate's `podman info` runs. The manager reads environment.d when it
+# starts (a host's user@.service as well as the rig's hand-started one).
+p5_home=$(home_of "$P5_USER")
+install -d -o "$P5_USER" -g "$P5_USER" -m 0755 "$p5_home/.config/environment.d"
+write_if_changed "$p5_home/.config/environment.d/50-podman5.conf" 0644 "$P5_USER:$P5_USER" <<EOF
+PATH=$p5_home/.local/bin:/usr/local/bin:/usr/bin:/bin
+PODMAN=$PODMAN5_DIR/podman
+EOF
+
 if (( HOST_SYSTEMD )); then
-  step "systemd --user manager for $RIG_USER (uid $RIG_UID): the host's"
-  # linger started user@UID.service (step 3); the journal is the host's.
-  manager_ok || die "the user manager of $RIG_USER does not answer: $(as_rig systemctl --user is-system-running 2>&1 || true)"
-  ok "user manager state $(as_rig systemctl --user is-system-running 2>/dev/null || true)"
+  for u in "$RIG_USER" "$P5_USER"; do
+    step "systemd --user manager for $u: the host's"
+    # linger started user@UID.service (step 3); the journal is the host's.
+    manager_ok "$u" || die "the user manager of $u does not answer: $(as_user "$u" systemctl --user is-system-running 2>&1 || true)"
+    ok "user manager state $(as_user "$u" systemctl --user is-system-running 2>/dev/null || true)"
+  done
   (( FLATTEN_CGROUPS )) && ok "--flatten-cgroups: nothing to flatten on a systemd host"
 else
   # ------------------------------------------------------------- 8. journald
@@ -489,8 +560,6 @@ else
   fi
 
   # ------------------------------------------------------- 9. systemd --user manager
-  step "systemd --user manager for $RIG_USER (uid $RIG_UID), started by hand"
-
   V1_CTRLS=()
   for d in /sys/fs/cgroup/*; do
     [[ -d $d ]] || continue
@@ -499,67 +568,76 @@ else
     [[ -f $d/cgroup.procs && -f $d/tasks ]] && V1_CTRLS+=("$name")
   done
 
-  if (( FLATTEN_CGROUPS )); then
-    # podman --cgroups=split moves every process of its v1 cgroup into a new
-    # "runtime" child on each start (see README.md); pull them back up.
-    out=$(V1_CGROUP=$V1_CGROUP bash "$(dirname "$0")/flatten-cgroups.sh")
-    if [[ -n $out ]]; then did "$out"; else ok "no $V1_CGROUP/runtime cgroups to flatten"; fi
-  fi
+  # start_manager USER UID V1_CGROUP: USER's systemd --user, started by hand
+  # in cgroups of its own (V1_CGROUP in each v1 controller), unless it runs.
+  start_manager() {
+    local user=$1 uid=$2 v1=$3 h u c g pid log home out procs=()
+    step "systemd --user manager for $user (uid $uid), started by hand"
+    if (( FLATTEN_CGROUPS )); then
+      # podman --cgroups=split moves every process of its v1 cgroup into a new
+      # "runtime" child on each start (see README.md); pull them back up.
+      out=$(V1_CGROUP=$v1 bash "$(dirname "$0")/flatten-cgroups.sh")
+      if [[ -n $out ]]; then did "$out"; else ok "no $v1/runtime cgroups to flatten"; fi
+    fi
 
-  if [[ -n $(manager_pid) && $RESTART_MANAGER -eq 0 ]] && manager_ok; then
-    ok "user manager running (pid $(manager_pid)); state $(as_rig systemctl --user is-system-running 2>/dev/null || true)"
-  else
-    (( CHECK_ONLY )) && die "user manager not running"
-    if [[ -n $(manager_pid) ]]; then
-      pid=$(manager_pid); kill "$pid"; for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if [[ -n $(manager_pid "$uid") && $RESTART_MANAGER -eq 0 ]] && manager_ok "$user"; then
+      ok "user manager running (pid $(manager_pid "$uid")); state $(as_user "$user" systemctl --user is-system-running 2>/dev/null || true)"
+      return 0
+    fi
+    (( CHECK_ONLY )) && die "user manager of $user not running"
+    if [[ -n $(manager_pid "$uid") ]]; then
+      pid=$(manager_pid "$uid"); kill "$pid"; for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
       did "stopped old user manager pid $pid"
     fi
     # systemctl/podman/sd_booted() look for /run/systemd/system
     mkdir -p /run/systemd/system
-    install -d -o "$RIG_USER" -g "$RIG_USER" -m 0700 "/run/user/$RIG_UID"
+    install -d -o "$user" -g "$user" -m 0700 "/run/user/$uid"
     # delegate the user@UID.service subtree in both systemd-managed hierarchies
     # (what the system manager's Delegate=yes would do)
-    procs=()
     for h in unified systemd; do
-      u=/sys/fs/cgroup/$h/user.slice/user-$RIG_UID.slice/user@$RIG_UID.service
+      u=/sys/fs/cgroup/$h/user.slice/user-$uid.slice/user@$uid.service
       [[ -d /sys/fs/cgroup/$h ]] || continue
-      mkdir -p "$u"; chown -R "$RIG_USER:$RIG_USER" "$u"; procs+=("$u/cgroup.procs")
+      mkdir -p "$u"; chown -R "$user:$user" "$u"; procs+=("$u/cgroup.procs")
     done
     # and give the user one cgroup of its own in each v1 controller (podman and
     # systemd --user write there; the job's own memory cgroup is not theirs).
     # cpuset: no process can join a cpuset cgroup with empty cpus/mems.
     for c in "${V1_CTRLS[@]}"; do
-      g=/sys/fs/cgroup/$c/$V1_CGROUP
+      g=/sys/fs/cgroup/$c/$v1
       mkdir -p "$g"
       if [[ $c == cpuset ]]; then
         [[ -s $g/cpuset.cpus ]] || cat /sys/fs/cgroup/cpuset/cpuset.cpus >"$g/cpuset.cpus"
         [[ -s $g/cpuset.mems ]] || cat /sys/fs/cgroup/cpuset/cpuset.mems >"$g/cpuset.mems"
       fi
-      chown -R "$RIG_USER:$RIG_USER" "$g"; procs+=("$g/cgroup.procs")
+      chown -R "$user:$user" "$g"; procs+=("$g/cgroup.procs")
     done
-    log=/var/log/bro-sandbox-user@$RIG_UID.log
-    rig_home=$(home_of "$RIG_USER")
+    log=/var/log/bro-sandbox-user@$uid.log
+    home=$(home_of "$user")
     # A detached shell moves itself into those cgroups, then becomes the
     # manager. env -i: otherwise the manager, and every unit it starts,
     # inherits root's whole environment.
     # shellcheck disable=SC2016 # $$ and $f are for the inner shell
     detach "$log" bash -c '
       for f in "$@"; do echo $$ >"$f"; done
-      exec runuser -u '"$RIG_USER"' -- env -i HOME='"$rig_home"' USER='"$RIG_USER"' LOGNAME='"$RIG_USER"' \
+      exec runuser -u '"$user"' -- env -i HOME='"$home"' USER='"$user"' LOGNAME='"$user"' \
         SHELL=/bin/bash LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin \
-        XDG_RUNTIME_DIR=/run/user/'"$RIG_UID"' /lib/systemd/systemd --user' bash "${procs[@]}"
-    for _ in $(seq 100); do manager_ok && break; sleep 0.2; done
-    manager_ok || die "user manager did not come up; see $log"
-    did "started systemd --user (pid $(manager_pid)), log $log"
-  fi
+        XDG_RUNTIME_DIR=/run/user/'"$uid"' /lib/systemd/systemd --user' bash "${procs[@]}"
+    for _ in $(seq 100); do manager_ok "$user" && break; sleep 0.2; done
+    manager_ok "$user" || die "user manager of $user did not come up; see $log"
+    did "started systemd --user (pid $(manager_pid "$uid")), log $log"
+  }
+  start_manager "$RIG_USER" "$RIG_UID" "$V1_CGROUP"
+  start_manager "$P5_USER" "$P5_UID" "$P5_V1_CGROUP"
 fi
 if (( ! CHECK_ONLY )); then
-  as_rig systemctl --user daemon-reload; ok "daemon-reload (runs the generators)"
+  for u in "$RIG_USER" "$P5_USER"; do
+    as_user "$u" systemctl --user daemon-reload; ok "daemon-reload of $u (runs the generators)"
+  done
 fi
 
 # -------------------------------------------------------------------- 10. check
 step "smoke test"
-for u in "$RIG_USER" "$CROSS_USER"; do
+for u in "$RIG_USER" "$CROSS_USER" "$P5_USER"; do
   smoke() { as_user "$u" podman run --rm --network none "$BBOX_IMAGE" /bin/sh -c 'echo rootless-ok' 2>&1; }
   if out=$(smoke) && [[ $out == *rootless-ok* ]]; then
     ok "rootless podman run ($u)"
@@ -593,6 +671,7 @@ fi
 rm -f "$lf"
 
 ok "podman $(podman --version | awk '{print $3}'), $(as_rig podman info --format '{{.Store.GraphDriverName}} storage, {{.Host.CgroupManager}} cgroups {{.Host.CgroupsVersion}}, runtime {{.Host.OCIRuntime.Name}}' 2>/dev/null)"
+ok "$P5_USER: $(as_user "$P5_USER" podman --version), $(as_user "$P5_USER" podman info --format '{{.Store.GraphDriverName}} storage, {{.Host.CgroupManager}} cgroups {{.Host.CgroupsVersion}}, runtime {{.Host.OCIRuntime.Name}}, rootless network {{.Host.RootlessNetworkCmd}}' 2>/dev/null)"
 ok "user manager: $(as_rig systemctl --user is-system-running 2>/dev/null || true); as $RIG_USER use:"
 echo "       runuser -u $RIG_USER -- env XDG_RUNTIME_DIR=/run/user/$RIG_UID systemctl --user ..."
 printf '== rig ready in %ss\n' "$(( SECONDS - T0 ))"

@@ -41,6 +41,9 @@ BBOX_IMAGE=${BBOX_IMAGE:-localhost/bbox:latest}
 PG_IMAGE=${PG_IMAGE:-localhost/postgres:15}
 RIG_USER=${RIG_USER:-lingeruser}
 CROSS_USER=${CROSS_USER:-crossuser}
+# Podman 5's user (test/rig/README.md): its `podman` and its user manager's
+# are Podman 5. The 7xx suites make it their RIG_USER.
+P5_USER=${P5_USER:-p5user}
 # seconds any single podman command may take before it is killed
 BRO_TIMEOUT=${BRO_TIMEOUT:-120}
 
@@ -132,8 +135,9 @@ _bro_run() {
   run "$@"
   # Rootless podman warns on every run on hosts whose / is a private mount;
   # harmless for the bind mounts we use, and it would break exact matches.
-  if [[ $output == *'is not a shared mount'* ]]; then
-    output=$(grep -v 'is not a shared mount' <<<"$output" || true)
+  # Podman 5 warns on every command on cgroup v1 (the rig's hybrid layout).
+  if [[ $output == *'is not a shared mount'* || $output == *'Using cgroups-v1 which is deprecated'* ]]; then
+    output=$(grep -v -e 'is not a shared mount' -e 'Using cgroups-v1 which is deprecated' <<<"$output" || true)
     lines=()
     [[ -n $output ]] && mapfile -t lines <<<"$output"
   fi
@@ -308,9 +312,12 @@ _descendants() {
 bro_setup() {
   # the rig's v1 cgroups nest one level per container start (--cgroups=split);
   # a whole run would pass PATH_MAX: flatten between tests
-  if (( EUID == 0 )) && [[ -d /sys/fs/cgroup/pids/brotest/runtime ]]; then
-    bash "$BRO_REPO/test/rig/flatten-cgroups.sh" >/dev/null
-  fi
+  local v1
+  for v1 in brotest brotest5; do
+    if (( EUID == 0 )) && [[ -d /sys/fs/cgroup/pids/$v1/runtime ]]; then
+      V1_CGROUP=$v1 bash "$BRO_REPO/test/rig/flatten-cgroups.sh" >/dev/null
+    fi
+  done
   BRO_TEST_PREFIX=bt${BATS_SUITE_TEST_NUMBER:-0}-$(printf '%04x%04x' "$RANDOM" "$RANDOM")
   export BRO_TEST_PREFIX
   # the reverse: this test's files and pids, for teardown
@@ -346,8 +353,12 @@ bro_teardown() {
 
   # The users and root are independent: clean them in parallel (each podman
   # call costs a few hundred ms; teardown runs after every test).
-  _bro_user_clean "$RIG_USER" &
-  _bro_user_clean "$CROSS_USER" &
+  local u seen=' '
+  for u in "$RIG_USER" "$CROSS_USER" "$P5_USER" ${P4_USER:+"$P4_USER"}; do
+    [[ $seen == *" $u "* ]] && continue
+    seen+="$u "
+    _bro_user_clean "$u" &
+  done
   _bro_podman_clean "$PODMAN" &
   wait
   : >"$BATS_TEST_TMPDIR/.bro-files" 2>/dev/null || true

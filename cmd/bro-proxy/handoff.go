@@ -32,7 +32,7 @@ func runHandoff(o *options, log *logrus.Entry) error {
 		return err
 	}
 	var agentLn *net.UnixListener
-	var stored []fdpass.Inherited
+	var stored, placeholders []fdpass.Inherited
 	var host []int
 	for _, f := range fds {
 		switch {
@@ -50,6 +50,8 @@ func runHandoff(o *options, log *logrus.Entry) error {
 			agentLn = ul
 		case strings.HasPrefix(f.Name, handoff.StoredPrefix):
 			stored = append(stored, f)
+		case strings.HasPrefix(f.Name, handoff.PlaceholderPrefix):
+			placeholders = append(placeholders, f)
 		default:
 			host = append(host, int(f.File.Fd()))
 		}
@@ -64,13 +66,21 @@ func runHandoff(o *options, log *logrus.Entry) error {
 	for _, s := range table.Sockets() {
 		log.WithFields(logrus.Fields{"fd": s.FD, "port": s.Port}).Info("holding a host socket for the container's bind()")
 	}
+	drop := func(name string) { daemon.SdNotify(false, "FDSTOREREMOVE=1\nFDNAME="+name) }
+	table.Store, table.Drop = handoff.StoreFD, drop
+	for _, f := range placeholders {
+		fd, err := dupOwn(f.File)
+		if err == nil && !table.Adopt(f.Name, fd) {
+			syscall.Close(fd)
+			drop(f.Name)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	h := &handoff.Handler{Table: table, Log: log}
-	a := &handoff.Agent{Handler: h, Unit: o.startUnit, Log: log, Store: handoff.StoreFD,
-		Drop: func(name string) { daemon.SdNotify(false, "FDSTOREREMOVE=1\nFDNAME="+name) }}
+	a := &handoff.Agent{Handler: h, Unit: o.startUnit, Log: log, Store: handoff.StoreFD, Drop: drop}
 	if o.waitReady {
-		r := &readiness{unit: o.startUnit, log: log}
+		r := &readiness{unit: o.startUnit, log: log, wake: table.Wake}
 		h.Ready = r.ready
 		a.NewContainer = func(int) { r.wait(ctx) }
 		r.wait(ctx) // the container of a restarted agent, or the first one
@@ -106,13 +116,15 @@ func dupOwn(f *os.File) (int, error) {
 	return fd, nil
 }
 
-// readiness gates accept() on the host sockets until the unit is active:
-// `systemctl start UNIT` returns once a Type=notify unit (quadlet
-// Notify=true) has said READY=1, having started it first if it was not
-// running. Each new container closes the gate again.
+// readiness holds the host sockets' clients back from the server until the
+// unit is active: `systemctl start UNIT` returns once a Type=notify unit
+// (quadlet Notify=true) has said READY=1, having started it first if it was
+// not running; then wake lets the server at them. Each new container
+// closes the gate again.
 type readiness struct {
 	unit string
 	log  *logrus.Entry
+	wake func() error
 
 	mu       sync.Mutex
 	ok       bool
@@ -152,6 +164,9 @@ func (r *readiness) wait(ctx context.Context) {
 		r.mu.Lock()
 		r.ok = true // the unit is active now, whichever container asked
 		r.mu.Unlock()
+		if err := r.wake(); err != nil {
+			r.log.WithError(err).Warn("the server may wait for its next accept() to get the host socket")
+		}
 		r.log.WithField("unit", r.unit).Info("unit is ready: the server may accept clients")
 	}()
 }

@@ -44,7 +44,7 @@ type childConfig struct {
 	Backlog  int        // listen(fd, Backlog) on each socket whose bind succeeded
 	Accept   int        // index in Binds of the socket to accept one connection on; -1 for none
 	WaitGo   bool       // wait for a message from the test before binding
-	Retry    bool       // accept: retry an accept that fails with EAGAIN (every 10 ms, 10 s at most)
+	Retry    bool       // accept: poll without a timeout, and retry an accept that fails with EAGAIN
 }
 
 type bindSpec struct {
@@ -231,14 +231,15 @@ func serveConn(cfd int) acceptReport {
 	return r
 }
 
-// acceptRetry is acceptOne for a server whose accept() may fail with EAGAIN
-// although poll said a client is there, as it does while the agent holds
-// clients back: it counts those and tries again.
+// acceptRetry is acceptOne for a server that polls for as long as it takes,
+// and whose accept() may fail with EAGAIN although poll said a client is
+// there (a non-blocking host socket whose client another process took): it
+// counts those and tries again.
 func acceptRetry(fd int) acceptReport {
 	again := 0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		unix.Poll(p, 1000)
+		unix.Poll(p, -1) // only a client (or Wake) ends it: a broken Wake fails the test
 		cfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
 		if err == unix.EAGAIN {
 			again++

@@ -31,6 +31,10 @@
 //   - A listen() on a host socket that listens already succeeds without
 //     running: the server's backlog (PostgreSQL's 244, busybox's 9) would
 //     replace the host socket's Backlog=. This is why listen is notified too.
+//   - With Handler.Ready (units with Notify=), a server that is not ready
+//     yet gets a placeholder at bind() and the host socket at its first
+//     accept() after Table.Wake (placeholder_linux.go): its clients wait in
+//     the host socket's queue until it is ready.
 //   - Only the native system call ABI is handled; calls of a compat ABI
 //     (i386 binaries on x86_64, which may bind through socketcall) continue
 //     unchanged and never receive a host socket.

@@ -31,13 +31,13 @@ var nativeArch = map[string]uint32{
 type Handler struct {
 	Table *Table
 	Log   *logrus.Entry // nil discards
-	// Ready, when set, gates accept() on the host sockets until it reports
-	// true: before, accept and accept4 on a host socket fail with EAGAIN
-	// instead of taking a client. A server that accepts before it is ready
-	// (PostgreSQL answers "the database system is starting up") then
-	// leaves the clients queued until its unit is ready (Notify=). The
-	// filter notifies accept only for such containers; once Ready, every
-	// accept continues unchanged without being looked at.
+	// Ready, when set, holds the host stream sockets' clients back from the
+	// server until it reports true: a bind() meanwhile receives a
+	// placeholder, which the server's first accept() after Table.Wake
+	// replaces by the host socket (placeholder_linux.go). The filter
+	// notifies accept only for such containers (Notify=); with no
+	// placeholder outstanding every accept continues unchanged without being
+	// looked at.
 	Ready func() bool
 }
 
@@ -47,7 +47,6 @@ type answer int
 const (
 	proceed answer = iota // SECCOMP_USER_NOTIF_FLAG_CONTINUE: the kernel runs the call
 	succeed               // return 0 without running the call
-	again                 // fail with EAGAIN without running the call
 )
 
 // Serve answers the notifications of seccomp listener fd until every process
@@ -154,8 +153,8 @@ func (h *Handler) handle(n *notifyFD, req seccompNotif, log *logrus.Entry) {
 			ans, err = h.listen(n, &req)
 		case unix.SYS_ACCEPT, unix.SYS_ACCEPT4:
 			name = "accept"
-			if h.Ready != nil && !h.Ready() {
-				ans, err = h.accept(n, &req)
+			if h.Table.pending() {
+				ans, err = h.accept(n, &req, log)
 			}
 		}
 	}
@@ -168,12 +167,9 @@ func (h *Handler) handle(n *notifyFD, req seccompNotif, log *logrus.Entry) {
 		log.WithError(err).Warn("cannot inspect the call; it continues unchanged")
 		ans = proceed
 	}
-	switch ans {
-	case proceed:
+	if ans == proceed {
 		err = n.continueCall(req.ID)
-	case again:
-		err = n.respond(req.ID, 0, -int32(unix.EAGAIN), 0)
-	default:
+	} else {
 		err = n.respond(req.ID, 0, 0, 0)
 	}
 	switch {
@@ -229,6 +225,9 @@ func (h *Handler) bind(n *notifyFD, req *seccompNotif, log *logrus.Entry) (answe
 		// a signal interrupted the first answer, once the socket was in.
 		return succeed, nil
 	}
+	if s, _ := h.Table.placeholderOf(ts.dev, ts.ino); s != nil {
+		return succeed, nil // the same, for a placeholder
+	}
 	s := h.Table.lookup(port, ts.typ)
 	if s == nil {
 		return proceed, nil
@@ -246,6 +245,9 @@ func (h *Handler) bind(n *notifyFD, req *seccompNotif, log *logrus.Entry) (answe
 	if cloexec, ok := fdCloexec(pid, fd); ok && !cloexec {
 		flags = 0
 	}
+	if s.Type == unix.SOCK_STREAM && h.Ready != nil && !h.Ready() {
+		return h.bindPlaceholder(n, req, s, pidfd, fd, flags, log)
+	}
 	if err := n.installFD(req.ID, s.FD, fd, flags); err != nil {
 		h.Table.release(s, pidfd)
 		return proceed, err
@@ -254,49 +256,104 @@ func (h *Handler) bind(n *notifyFD, req *seccompNotif, log *logrus.Entry) (answe
 	return succeed, nil
 }
 
-// listen answers success for a listen() on a host socket that listens
-// already, without running it: the server's backlog argument would replace
-// the host socket's (systemd's Backlog=). Every other listen() continues.
-func (h *Handler) listen(n *notifyFD, req *seccompNotif) (answer, error) {
-	s, err := h.hostSocketArg(n, req)
-	if err == nil && s != nil && s.listening {
+// bindPlaceholder gives a server that is not ready yet a placeholder for
+// host socket s, which it holds now.
+func (h *Handler) bindPlaceholder(n *notifyFD, req *seccompNotif, s *HostSocket, pidfd, fd int, flags uint32, log *logrus.Entry) (answer, error) {
+	p, err := h.Table.newPlaceholder(s, flags&unix.O_CLOEXEC != 0)
+	if err != nil {
+		// Better a server that may answer its first clients "not ready"
+		// than one that never gets the host socket.
+		log.WithError(err).Warn("cannot make a placeholder; giving bind() the host socket before the server is ready")
+		if err := n.installFD(req.ID, s.FD, fd, flags); err != nil {
+			h.Table.release(s, pidfd)
+			return proceed, err
+		}
 		return succeed, nil
 	}
-	return proceed, err
-}
-
-// accept holds the clients of a host socket back while the server is not
-// ready: an accept() on it fails with EAGAIN, which servers take as "no
-// client yet" (PostgreSQL logs it, sleeps 100 ms and selects again). Accepts
-// on every other descriptor continue.
-func (h *Handler) accept(n *notifyFD, req *seccompNotif) (answer, error) {
-	s, err := h.hostSocketArg(n, req)
-	if err == nil && s != nil {
-		return again, nil
+	if err := n.installFD(req.ID, p.fd, fd, flags); err != nil {
+		unix.Close(p.fd)
+		if h.Table.Drop != nil {
+			h.Table.Drop(p.name)
+		}
+		h.Table.release(s, pidfd)
+		return proceed, err
 	}
-	return proceed, err
+	h.Table.setPlaceholder(s, p)
+	log.Info("gave bind() a placeholder of the host socket until the server is ready")
+	if h.Ready() {
+		h.Table.Wake() // ready meanwhile: the Wake that opened the gate missed it
+	}
+	return succeed, nil
 }
 
-// hostSocketArg returns the host socket that the call's first argument, a
-// descriptor of the target, refers to, or nil; checked valid after reading.
-func (h *Handler) hostSocketArg(n *notifyFD, req *seccompNotif) (*HostSocket, error) {
+// listen answers success for a listen() on a host socket that listens
+// already, or on a placeholder, without running it: the server's backlog
+// argument would replace the host socket's (systemd's Backlog=). Every
+// other listen() continues.
+func (h *Handler) listen(n *notifyFD, req *seccompNotif) (answer, error) {
+	ts, ok, err := h.targetFD(n, req)
+	if err != nil || !ok {
+		return proceed, err
+	}
+	if s := h.Table.identify(ts.dev, ts.ino); s != nil && s.listening {
+		return succeed, nil
+	}
+	if s, _ := h.Table.placeholderOf(ts.dev, ts.ino); s != nil {
+		return succeed, nil
+	}
+	return proceed, nil
+}
+
+// accept replaces a placeholder by its host socket once the server is
+// ready, and lets the accept() run: on the host socket, whose queued
+// clients it takes. Before, and for every other descriptor, the accept
+// continues unchanged.
+func (h *Handler) accept(n *notifyFD, req *seccompNotif, log *logrus.Entry) (answer, error) {
+	if h.Ready != nil && !h.Ready() {
+		return proceed, nil
+	}
+	ts, ok, err := h.targetFD(n, req)
+	if err != nil || !ok {
+		return proceed, err
+	}
+	s, p := h.Table.placeholderOf(ts.dev, ts.ino)
+	if s == nil {
+		return proceed, nil
+	}
+	var flags uint32
+	if p.cloexec {
+		flags = unix.O_CLOEXEC
+	}
+	if err := n.installFD(req.ID, s.FD, int(int32(req.Data.Args[0])), flags); err != nil {
+		return proceed, err
+	}
+	h.Table.mu.Lock()
+	h.Table.dropLocked(s)
+	h.Table.mu.Unlock()
+	log.WithField("port", s.Port).Info("the server is ready: replaced the placeholder by the host socket")
+	return proceed, nil
+}
+
+// targetFD inspects the descriptor that the call's first argument names in
+// the target; ok is false for a negative one. Checked valid after reading.
+func (h *Handler) targetFD(n *notifyFD, req *seccompNotif) (targetSocket, bool, error) {
 	fd := int(int32(req.Data.Args[0]))
 	if fd < 0 {
-		return nil, nil
+		return targetSocket{}, false, nil
 	}
 	_, pidfd, err := openTarget(int(req.Pid))
 	if err != nil {
-		return nil, err
+		return targetSocket{}, false, err
 	}
 	defer unix.Close(pidfd)
 	ts, err := inspectFD(pidfd, fd)
 	if err != nil {
-		return nil, err
+		return targetSocket{}, false, err
 	}
 	if err := n.valid(req.ID); err != nil {
-		return nil, err
+		return targetSocket{}, false, err
 	}
-	return h.Table.identify(ts.dev, ts.ino), nil
+	return ts, true, nil
 }
 
 // openTarget returns the process id of thread tid and a pidfd for it. The

@@ -321,9 +321,10 @@ func checkServed(t *testing.T, h hostSocket, c *child) {
 	}
 }
 
-// TestAcceptGate: while Ready says no, the server's accept() of a host
-// socket fails with EAGAIN and the client stays queued; once Ready says yes
-// the same client is accepted, with its own address.
+// TestAcceptGate: while Ready says no, the server's bind() gets a
+// placeholder and polls on it, and the client stays queued in the host
+// socket; once Ready says yes and Wake has run, the server's accept() takes
+// that client from the host socket, with its own address.
 func TestAcceptGate(t *testing.T) {
 	h := listenHost(t, "tcp4")
 	table, err := NewTable(h.fd)
@@ -340,16 +341,25 @@ func TestAcceptGate(t *testing.T) {
 	wait := serveWith(t, &Handler{Table: table, Ready: ready.Load}, c)
 	var rep childReport
 	c.read(&rep)
-	if rep.Err != "" || len(rep.Binds) != 1 || rep.Binds[0].Ino != h.ino {
-		t.Fatalf("child: %+v; want its bind to get the host socket (inode %d)", rep, h.ino)
+	if rep.Err != "" || len(rep.Binds) != 1 || rep.Binds[0].Errno != 0 || rep.Binds[0].ListenErrno != 0 {
+		t.Fatalf("child: %+v; want its bind and listen to succeed", rep)
+	}
+	if rep.Binds[0].Ino == h.ino {
+		t.Fatalf("the child got the host socket before it was ready; want a placeholder")
+	}
+	if rep.Binds[0].Port == h.port {
+		t.Errorf("getsockname of the placeholder: port %d, the host socket's; want an ephemeral one", h.port)
 	}
 	conn, err := net.DialTimeout("tcp4", h.addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	time.Sleep(200 * time.Millisecond) // the child tries and is held back meanwhile
+	time.Sleep(200 * time.Millisecond) // the child polls on its placeholder meanwhile
 	ready.Store(true)
+	if err := table.Wake(); err != nil {
+		t.Fatal(err)
+	}
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := conn.Write([]byte("ping\n")); err != nil {
 		t.Fatal(err)
@@ -362,11 +372,11 @@ func TestAcceptGate(t *testing.T) {
 	if acc.Err != "" {
 		t.Fatalf("child: %s", acc.Err)
 	}
-	if acc.Again == 0 {
-		t.Errorf("the child's accept was never held back (0 EAGAIN while not ready)")
-	}
 	if acc.Peer != conn.LocalAddr().String() {
 		t.Errorf("peer the child accepted: got %s; want the client's own %s", acc.Peer, conn.LocalAddr())
+	}
+	if table.pending() {
+		t.Errorf("a placeholder is still outstanding after the swap")
 	}
 	c.finish()
 	wait()

@@ -21,6 +21,9 @@ type HostSocket struct {
 	// holder is a pidfd of the process the socket was last given to, -1
 	// while nobody holds it. Guarded by Table.mu.
 	holder int
+	// ph stands in for the socket in the holder until the server is ready
+	// (placeholder_linux.go). Guarded by Table.mu.
+	ph *placeholder
 }
 
 // Table is the set of host sockets that Handlers give out, shared by every
@@ -28,8 +31,15 @@ type HostSocket struct {
 // and a restarted container brings a new one, yet each host socket is held by
 // at most one process at a time.
 type Table struct {
-	mu      sync.Mutex
-	sockets []*HostSocket
+	// Store and Drop, when set, keep placeholders in systemd's file
+	// descriptor store (see Agent), so that a restarted agent can Adopt them.
+	Store func(name string, fd int) error
+	Drop  func(name string)
+
+	mu           sync.Mutex
+	sockets      []*HostSocket
+	seq          int // names placeholders
+	placeholders int // outstanding, for a cheap test at accept()
 }
 
 // NewTable describes each of fds, which must be bound AF_INET or AF_INET6

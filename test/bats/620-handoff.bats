@@ -102,8 +102,11 @@ socket_ino() { ss -Hltne "sport = :$1" | grep -o 'ino:[0-9]*' | head -1; }
   refute_output --partial bro-proxy
 
   # the second bind of the port (::) went on normally, inside the container
+  # Notify=: the server polled on a placeholder until it was ready, then its
+  # accept() was turned to the host socket
   run_cmd 0 activator_log
-  assert_output --partial 'gave the host socket to bind()'
+  assert_output --partial 'gave bind() a placeholder of the host socket until the server is ready'
+  assert_output --partial 'the server is ready: replaced the placeholder by the host socket'
   assert_output --partial 'host socket held by another process; this bind proceeds normally'
 }
 

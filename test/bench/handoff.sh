@@ -95,6 +95,25 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
+# cold start: both containers stopped, the time from psql's start to its
+# answer (the data directory in place), COLD times each way
+COLD=${COLD:-5}
+declare -A cold
+coldone() { # NAME PORT
+  as_user "$USER_" systemctl --user stop "$p-$1-activator.service" "$p-$1.service"
+  while [[ $(as_user "$USER_" systemctl --user is-active "$p-$1.service") != inactive ]]; do sleep 0.1; done
+  local t0 t1
+  t0=$(date +%s%N)
+  "$PSQL" -X -q -h 127.0.0.1 -p "$2" -U postgres -c 'select 1' >/dev/null
+  t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000000 ))
+}
+for r in $(seq "$COLD"); do
+  cold[handoff]+="$(coldone ho "$HO_PORT") "
+  cold[proxy]+="$(coldone px "$PX_PORT") "
+done
+echo "cold starts (ms): handoff ${cold[handoff]}; proxy ${cold[proxy]}" >&2
+
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 echo
 echo "Machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r), $(podman --version), $("$PGBENCH" --version)"
@@ -107,3 +126,7 @@ for s in "${scens[@]}"; do
   printf '| `-n %s -j 2` | %.0f | %.0f | %.0f | %.2f× | %.2f× |\n' "$s" "$h" "$x" "$n" \
     "$(awk -v a="$h" -v b="$n" 'BEGIN {print a/b}')" "$(awk -v a="$x" -v b="$n" 'BEGIN {print a/b}')"
 done
+echo
+echo "| cold start, first psql to its answer (median of $COLD) | handoff | proxy |"
+echo "| --- | ---: | ---: |"
+echo "| PostgreSQL, data directory in place, Notify=true | $(median "${cold[handoff]}") ms | $(median "${cold[proxy]}") ms |"

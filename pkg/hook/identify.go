@@ -22,8 +22,12 @@ import (
 // and GRAPHROOT/overlay-containers/containers.json (volatile-containers.json
 // for --rm containers in newer storage) lists {"id", "names"}. That is a
 // documented on-disk format, written before the runtime is called, so the name
-// is there at prestart. conmon's "-n NAME" argument, two processes up from the
-// hook, is the fallback.
+// is there at prestart. CRI-O's bundle is in the run root
+// (/run/containers/storage/overlay-containers/ID/userdata), beside no
+// containers.json, but CRI-O writes the name into the config's annotations:
+// io.kubernetes.cri-o.Name, "k8s_CONTAINER_POD_NAMESPACE_UID_ATTEMPT", the
+// name storage lists too. conmon's "-n NAME" argument, two processes up from
+// the hook, is the last resort.
 //
 // The systemd unit comes from the cgroup: quadlet runs podman with
 // --cgroups=split, so the container's monitor (and the hook, its descendant)
@@ -33,9 +37,12 @@ import (
 // maxStorageFile bounds containers.json (a few hundred bytes per container).
 const maxStorageFile = 16 << 20
 
+// CRIOName is the annotation in which CRI-O names a container.
+const CRIOName = "io.kubernetes.cri-o.Name"
+
 // ContainerName returns the first name of container id, or "" if no source
-// knows it.
-func ContainerName(bundle, id string) string {
+// knows it. annotations are the container's own (the OCI state's).
+func ContainerName(bundle, id string, annotations map[string]string) string {
 	if bundle != "" {
 		dir := filepath.Dir(filepath.Dir(filepath.Clean(bundle)))
 		for _, f := range []string{"containers.json", "volatile-containers.json"} {
@@ -44,7 +51,27 @@ func ContainerName(bundle, id string) string {
 			}
 		}
 	}
+	if n := annotations[CRIOName]; plausibleName(n) {
+		return n
+	}
 	return nameFromConmon(os.Getppid(), id)
+}
+
+// plausibleName reports whether an annotation's name has the form of a
+// container name (Podman's and CRI-O's): 1-512 characters of [A-Za-z0-9_.-].
+// The name goes into records and log lines; anything else is not a name.
+func plausibleName(n string) bool {
+	if n == "" || len(n) > 512 {
+		return false
+	}
+	for _, c := range n {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func nameFromStorage(path, id string) string {

@@ -56,6 +56,17 @@ func TestUnitFromCgroup(t *testing.T) {
 			"0::/system.slice/b.service\n9:name=systemd:/system.slice/a.service\n",
 			"a.service",
 		},
+		{
+			// /proc/PID/cgroup of a Podman 5.8 quadlet container on the rig
+			// (cgroupfs, v1 hybrid): the container's own cgroup below runtime
+			"v1 Podman 5 quadlet container",
+			"9:name=systemd:/user.slice/user-1003.slice/user@1003.service/app.slice/web.service/runtime/ea7ce75a7023cc21658fafe730dc8055b274545d0a5a46470c3fd7bebf726d8f\n" +
+				"8:pids:/brotest5/runtime/ea7ce75a7023cc21658fafe730dc8055b274545d0a5a46470c3fd7bebf726d8f\n" +
+				"0::/user.slice/user-1003.slice/user@1003.service/app.slice/web.service/runtime\n",
+			"web.service",
+		},
+		{"CRI-O container scope (systemd cgroup manager)", "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0a1b2c3d_4e5f_6789_abcd_ef0123456789.slice/crio-0123456789ab.scope\n", ""},
+		{"CRI-O's conmon (conmon_cgroup = system.slice)", "0::/system.slice/crio-conmon-0123456789ab.scope\n", ""},
 		{"v2 root", "0::/\n", ""},
 		{"v1 root", "9:name=systemd:/\n0::/\n", ""},
 		{"user manager only", "0::/user.slice/user-1001.slice/user@1001.service\n", ""},
@@ -143,22 +154,30 @@ func TestContainerNameFromStorage(t *testing.T) {
 	}, []storageEntry{
 		{ID: rm, Names: []string{"scratch"}, Layer: "l4"},
 	})
+	crio := map[string]string{CRIOName: "k8s_db_pg-0_shop_0a1b2c3d-4e5f-6789-abcd-ef0123456789_0"}
 	tests := []struct {
-		name, bundle, id, want string
+		name, bundle, id string
+		annotations      map[string]string
+		want             string
 	}{
-		{"quadlet ContainerName", bundleOf(root, quadlet), quadlet, "systemd-postgresql"},
-		{"first of several names", bundleOf(root, plain), plain, "web"},
-		{"bundle with a trailing slash", bundleOf(root, plain) + "/", plain, "web"},
-		{"no names", bundleOf(root, unnamed), unnamed, ""},
-		{"volatile --rm container", bundleOf(root, rm), rm, "scratch"},
-		{"not in storage", bundleOf(root, missing), missing, ""},
-		{"bundle elsewhere", t.TempDir(), quadlet, ""},
-		{"no bundle", "", quadlet, ""},
+		{"quadlet ContainerName", bundleOf(root, quadlet), quadlet, nil, "systemd-postgresql"},
+		{"first of several names", bundleOf(root, plain), plain, nil, "web"},
+		{"bundle with a trailing slash", bundleOf(root, plain) + "/", plain, nil, "web"},
+		{"no names", bundleOf(root, unnamed), unnamed, nil, ""},
+		{"volatile --rm container (Podman 5: every quadlet container)", bundleOf(root, rm), rm, nil, "scratch"},
+		{"not in storage", bundleOf(root, missing), missing, nil, ""},
+		{"bundle elsewhere", t.TempDir(), quadlet, nil, ""},
+		{"no bundle", "", quadlet, nil, ""},
+		{"storage before CRI-O's annotation", bundleOf(root, plain), plain, crio, "web"},
+		{"CRI-O: bundle in the run root, name in the annotations", t.TempDir(), missing, crio, crio[CRIOName]},
+		{"CRI-O annotation that is no name", t.TempDir(), missing, map[string]string{CRIOName: "a\nb"}, ""},
+		{"CRI-O annotation empty", t.TempDir(), missing, map[string]string{CRIOName: ""}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// Nothing above the test binary is conmon, so only storage can answer.
-			if got := ContainerName(tt.bundle, tt.id); got != tt.want {
+			// Nothing above the test binary is conmon, so only storage and
+			// the annotations can answer.
+			if got := ContainerName(tt.bundle, tt.id, tt.annotations); got != tt.want {
 				t.Errorf("ContainerName(%s, %s) = %q; want %q", tt.bundle, record.ShortID(tt.id), got, tt.want)
 			}
 		})

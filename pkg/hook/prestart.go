@@ -72,7 +72,7 @@ func NewRecord(s *State, hostUID int) (*record.Record, error) {
 	return &record.Record{
 		Version:    record.Version,
 		ID:         s.ID,
-		Name:       ContainerName(s.Bundle, s.ID),
+		Name:       ContainerName(s.Bundle, s.ID, s.Annotations),
 		Unit:       SystemdUnit(s.Pid),
 		PID:        s.Pid,
 		PIDStart:   start,

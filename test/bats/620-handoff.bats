@@ -302,3 +302,25 @@ EOF2
   run_cmd 0 activator_log_of "$q"
   assert_output --partial 'type=datagram'
 }
+
+@test "handoff: a quadlet's own SeccompProfile= is kept: the hook turns the filter Podman built from it" {
+  local q=$BRO_TEST_PREFIX-sp port prof
+  port=$(free_port)
+  # the default profile without mkdir: the container's own rule must survive
+  prof=$(user_tmpdir "$RIG_USER")/profile.json
+  jq '.syscalls |= map(.names -= ["mkdir", "mkdirat"])' /usr/share/containers/seccomp.json |
+    as_user "$RIG_USER" tee "$prof" >/dev/null
+  ho_quadlet "$q" "$port" "SeccompProfile=$prof" \
+    "Exec=sh -c 'mkdir /x 2>/tmp/mkdir.err; exec httpd -f -p $port -h /etc'"
+  run_cmd 0 user_systemctl daemon-reload
+  run_cmd 0 user_systemctl start "$q-activator.socket"
+  wait_for_port "$port"
+  run_cmd 0 curl -sS -m 30 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/"
+  assert_output 404
+  run_cmd 0 ss -Hltnp "sport = :$port"
+  assert_output --partial '"httpd"'
+  # the profile's own refusal (its defaultErrnoRet is ENOSYS); without it
+  # mkdir would have worked
+  run_user_podman 0 exec "$q" cat /tmp/mkdir.err
+  assert_output --partial "can't create directory '/x': Function not implemented"
+}

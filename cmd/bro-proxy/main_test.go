@@ -25,10 +25,24 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--allow", "crossuser", "--handoff", "--start-unit", "a.service"}, "--allow cannot be used with --handoff: the container takes the socket itself and nothing checks who connects"},
 		{[]string{"--container", "pg", "--wait-ready", "127.0.0.1:1"}, "--wait-ready needs --start-unit (the unit whose start returns once it is ready)"},
 		{[]string{"--exit-idle-time", "5fortnights", "127.0.0.1:1"}, `invalid argument "5fortnights" for "--exit-idle-time" flag: time span "5fortnights": unknown unit "fortnights" (want ns, us, ms, s, min, h, d, w) (see bro-proxy --help)`},
+		{[]string{"--handoff"}, `--handoff needs --start-unit NAME.service (the unit whose containers get the host sockets), got ""`},
+		{[]string{"--handoff", "--start-unit", "db.socket"}, `--handoff needs --start-unit NAME.service (the unit whose containers get the host sockets), got "db.socket"`},
+		{[]string{"--handoff", "--start-unit", "db.service", "127.0.0.1:1"}, "--handoff relays nothing: no TARGET, --target, --container, --pid, --netns or --proxy-protocol"},
+		{[]string{"--handoff", "--start-unit", "db.service", "--proxy-protocol", "v2"}, "--handoff relays nothing: no TARGET, --target, --container, --pid, --netns or --proxy-protocol"},
 		{[]string{"-exit-idle-time", "5s", "127.0.0.1:1"}, `unknown shorthand flag: 'e' in -exit-idle-time (see bro-proxy --help)`},
 	} {
 		if _, err := parseFlags(tc.args); err == nil || err.Error() != tc.want {
 			t.Errorf("parseFlags(%q) = %v; want %s", tc.args, err, tc.want)
 		}
+	}
+}
+
+func TestParseFlagsHandoff(t *testing.T) {
+	o, err := parseFlags([]string{"--handoff", "--start-unit", "db.service", "--wait-ready", "--exit-idle-time", "90s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.handoff || !o.waitReady || o.startUnit != "db.service" || o.exitIdle != 90*time.Second {
+		t.Errorf("parseFlags = %+v", o)
 	}
 }

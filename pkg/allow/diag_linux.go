@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/brothaman/brothaman-go/internal/sockdiag"
 )
 
 // The owner of a client's socket, by netlink sock_diag (inet_diag,
@@ -23,15 +25,6 @@ var (
 	// ErrClosed: the socket is there but closed by its owner (time-wait, an
 	// orphan): it has no owner any more.
 	ErrClosed = errors.New("socket closed by its owner")
-)
-
-// Sizes of struct inet_diag_req_v2 and struct inet_diag_msg, and where in
-// the latter the owner's uid and the socket's inode are.
-const (
-	sizeofReqV2   = 56
-	sizeofDiagMsg = 72
-	offUID        = 64
-	offInode      = 68
 )
 
 // diagTimeout bounds a lookup: the kernel answers before sendmsg returns, so
@@ -95,7 +88,7 @@ func (d *Diag) Owner(proto int, sock, peer netip.AddrPort) (uint32, error) {
 	fd := <-d.pool
 	defer func() { d.pool <- fd }()
 	seq := d.seq.Add(1)
-	var req [unix.NLMSG_HDRLEN + sizeofReqV2]byte
+	var req [unix.NLMSG_HDRLEN + sockdiag.SizeofReqV2]byte
 	encodeRequest(req[:], seq, proto, sock, peer)
 	if _, err := unix.Write(fd, req[:]); err != nil {
 		return 0, fmt.Errorf("sock_diag request: %w", err)
@@ -121,10 +114,7 @@ func (d *Diag) Owner(proto int, sock, peer netip.AddrPort) (uint32, error) {
 // an exact lookup into b.
 func encodeRequest(b []byte, seq uint32, proto int, sock, peer netip.AddrPort) {
 	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], uint32(len(b)))
-	ne.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
-	ne.PutUint16(b[6:], unix.NLM_F_REQUEST)
-	ne.PutUint32(b[8:], seq)
+	sockdiag.PutHeader(b, 0, seq)
 	r := b[unix.NLMSG_HDRLEN:]
 	s, p := sock.Addr().Unmap(), peer.Addr().Unmap()
 	family := unix.AF_INET
@@ -169,6 +159,8 @@ func addrBytes(a netip.Addr) []byte {
 }
 
 // decodeReply reads the messages in b; done is false if none answers seq.
+// Its own walk rather than sockdiag.Each: a callback makes the reply buffer
+// escape, an allocation per lookup.
 func decodeReply(b []byte, seq uint32) (uid uint32, done bool, err error) {
 	ne := binary.NativeEndian
 	for len(b) >= unix.NLMSG_HDRLEN {
@@ -192,14 +184,14 @@ func decodeReply(b []byte, seq uint32) (uid uint32, done bool, err error) {
 			}
 			return 0, true, fmt.Errorf("sock_diag: %w", errno)
 		case unix.SOCK_DIAG_BY_FAMILY:
-			if len(data) < sizeofDiagMsg {
+			if len(data) < sockdiag.SizeofDiagMsg {
 				return 0, true, errors.New("sock_diag reply: short inet_diag_msg")
 			}
 			// no inode: a time-wait socket or an orphan, whose uid reads 0
-			if ne.Uint32(data[offInode:]) == 0 {
+			if ne.Uint32(data[sockdiag.OffInode:]) == 0 {
 				return 0, true, ErrClosed
 			}
-			return ne.Uint32(data[offUID:]), true, nil
+			return ne.Uint32(data[sockdiag.OffUID:]), true, nil
 		}
 	}
 	return 0, false, nil

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/brothaman/brothaman-go/internal/sockdiag"
 )
 
 // In the handoff mode no process of ours sees a connection, so an idle stop
@@ -54,16 +56,11 @@ func countTCP(family int, ports map[uint16]bool) (int, error) {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return 0, fmt.Errorf("netlink sock_diag socket: SO_RCVTIMEO: %w", err)
 	}
-	const sizeofReqV2 = 56
-	var req [unix.NLMSG_HDRLEN + sizeofReqV2]byte
-	ne := binary.NativeEndian
-	ne.PutUint32(req[0:], uint32(len(req)))
-	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
-	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	ne.PutUint32(req[8:], 1)
+	var req [unix.NLMSG_HDRLEN + sockdiag.SizeofReqV2]byte
+	sockdiag.PutHeader(req[:], unix.NLM_F_DUMP, 1)
 	r := req[unix.NLMSG_HDRLEN:]
 	r[0], r[1] = byte(family), unix.IPPROTO_TCP
-	ne.PutUint32(r[4:], tcpBusy)
+	binary.NativeEndian.PutUint32(r[4:], tcpBusy)
 	if err := unix.Sendto(fd, req[:], 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return 0, fmt.Errorf("sock_diag dump request: %w", err)
 	}
@@ -88,22 +85,18 @@ func countTCP(family int, ports map[uint16]bool) (int, error) {
 // countReply counts the inet_diag_msg in b whose source port is in ports;
 // done at NLMSG_DONE.
 func countReply(b []byte, ports map[uint16]bool) (count int, done bool, err error) {
-	ne := binary.NativeEndian
-	for len(b) >= unix.NLMSG_HDRLEN {
-		l := int(ne.Uint32(b[0:]))
-		if l < unix.NLMSG_HDRLEN || l > len(b) {
-			return count, true, fmt.Errorf("sock_diag dump: bad message length %d", l)
-		}
-		typ, data := ne.Uint16(b[4:]), b[unix.NLMSG_HDRLEN:l]
-		b = b[min(len(b), (l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1)):]
+	werr := sockdiag.Each(b, func(typ uint16, _ uint32, data []byte) bool {
 		switch typ {
 		case unix.NLMSG_DONE:
-			return count, true, nil
+			done = true
+			return false
 		case unix.NLMSG_ERROR:
-			if len(data) >= 4 {
-				return count, true, fmt.Errorf("sock_diag dump: %w", unix.Errno(-int32(ne.Uint32(data))))
+			done = true
+			errno, e := sockdiag.Errno(data)
+			if err = e; e == nil {
+				err = fmt.Errorf("sock_diag dump: %w", errno)
 			}
-			return count, true, errors.New("sock_diag dump: short error message")
+			return false
 		case unix.SOCK_DIAG_BY_FAMILY:
 			// struct inet_diag_msg: family, state, timer, retrans, then
 			// inet_diag_sockid with idiag_sport (big endian) first.
@@ -111,8 +104,12 @@ func countReply(b []byte, ports map[uint16]bool) (count int, done bool, err erro
 				count++
 			}
 		}
+		return true
+	})
+	if werr != nil {
+		return count, true, werr
 	}
-	return count, false, nil
+	return count, done, err
 }
 
 // IdleWatch calls idle once no connection of t's TCP sockets has been seen

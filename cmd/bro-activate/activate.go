@@ -59,9 +59,15 @@ func activate(o *options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if c.Kube != "" && o.direct {
+		return fmt.Errorf("%s: direct mode is not supported for a .kube quadlet; use bro-activate %s", c.Path, o.name)
+	}
 	ports, addAnnotation, err := choosePorts(o, c, stderr)
 	if err != nil {
 		return err
+	}
+	if addAnnotation && c.Kube != "" {
+		return fmt.Errorf("%s: the pod in %s has no %s annotation; add it to the pod's metadata.annotations (Podman passes them to the containers)", c.Path, c.Kube, annotation.Key)
 	}
 	if _, err := idleStopAnnotation(c); err != nil && !o.direct {
 		return err

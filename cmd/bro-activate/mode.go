@@ -27,6 +27,9 @@ func quadletMode(c *quadlet.Container, flag string) (string, error) {
 			return "", fmt.Errorf("--mode %s, but %s has Annotation=%s=%s: the container would run in the other mode; change one", mode, c.Path, annotation.ModeKey, v)
 		}
 	}
+	if c.Kube != "" && mode != annotation.ModeProxy {
+		return "", fmt.Errorf("%s: %s=%s: a .kube quadlet is served in proxy mode only (the pod's containers share one unit and one network namespace)", c.Path, annotation.ModeKey, mode)
+	}
 	if mode != annotation.ModeHandoff {
 		return mode, nil
 	}

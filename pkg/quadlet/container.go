@@ -17,13 +17,18 @@ const Ext = ".container"
 // ErrNotFound is returned when no NAME.container is in any search directory.
 var ErrNotFound = errors.New("quadlet not found")
 
-// Container is what bro-activate needs from NAME.container and its drop-ins.
+// Container is what bro-activate needs from NAME.container and its drop-ins,
+// or from NAME.kube and its YAML (kube.go).
 type Container struct {
-	Name          string            // NAME: quadlet makes NAME.service of it
-	Path          string            // the NAME.container file read
-	ContainerName string            // ContainerName=, specifiers resolved; default systemd-NAME
-	Annotations   map[string]string // Annotation= key=value words, last wins
+	Name string // NAME: quadlet makes NAME.service of it
+	Path string // the NAME.container (or NAME.kube) file read
+	// ContainerName= with specifiers resolved, default systemd-NAME; for a
+	// .kube quadlet NAME.service, the unit every container of its pod runs
+	// in, which their records name (bro-proxy --container matches units).
+	ContainerName string
+	Annotations   map[string]string // Annotation= key=value words, last wins; a .kube's pod annotations
 	File          *File             // the merged file, drop-ins applied
+	Kube          string            // a .kube quadlet's Yaml= file; "" for a .container
 }
 
 // NotifiesReady reports whether the container tells systemd when it is
@@ -48,34 +53,47 @@ func (c *Container) Annotation(key string) (string, bool) {
 	return v, ok
 }
 
-// Find returns the path of NAME.container in the first of dirs holding it.
-// It returns an error wrapping ErrNotFound that lists the directories searched
-// when there is none, and a *NameError for an unsafe name.
+// Find returns the path of NAME.container, else NAME.kube, in the first of
+// dirs holding it. It returns an error wrapping ErrNotFound that lists the
+// directories searched when there is none, and a *NameError for an unsafe
+// name.
 func Find(name string, dirs []string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
 	for _, d := range dirs {
-		p := filepath.Join(d, name+Ext)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p, nil
+		for _, ext := range []string{Ext, KubeExt} {
+			p := filepath.Join(d, name+ext)
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				return p, nil
+			}
 		}
 	}
 	return "", fmt.Errorf("find %s%s in %s: %w", name, Ext, strings.Join(dirs, ", "), ErrNotFound)
 }
 
-// FindAll returns every *.container in dirs, by name; the first directory
-// holding a name wins, as in quadlet. Unreadable directories are skipped.
+// FindAll returns every *.container and *.kube in dirs, by name; the first
+// directory holding a name wins, as in quadlet, and in one directory
+// NAME.container wins over NAME.kube. Unreadable directories are skipped.
 func FindAll(dirs []string) map[string]string {
 	found := make(map[string]string)
 	for _, d := range dirs {
 		entries, _ := os.ReadDir(d)
+		here := make(map[string]string)
 		for _, e := range entries {
-			name, ok := strings.CutSuffix(e.Name(), Ext)
-			if !ok || found[name] != "" || e.IsDir() {
+			if e.IsDir() {
 				continue
 			}
-			found[name] = filepath.Join(d, e.Name())
+			for _, ext := range []string{Ext, KubeExt} {
+				name, ok := strings.CutSuffix(e.Name(), ext)
+				if !ok || found[name] != "" || (ext == KubeExt && here[name] != "") {
+					continue
+				}
+				here[name] = filepath.Join(d, e.Name())
+			}
+		}
+		for name, p := range here {
+			found[name] = p
 		}
 	}
 	return found
@@ -86,6 +104,9 @@ func FindAll(dirs []string) map[string]string {
 // the file for unreadable, oversized or malformed files, and for a
 // ContainerName= that cannot be resolved to a Podman container name.
 func Load(path string, dirs []string) (*Container, error) {
+	if strings.HasSuffix(path, KubeExt) {
+		return loadKube(path, dirs)
+	}
 	name := strings.TrimSuffix(filepath.Base(path), Ext)
 	if err := ValidateName(name); err != nil {
 		return nil, err
@@ -94,7 +115,7 @@ func Load(path string, dirs []string) (*Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range dropins(name, dirs) {
+	for _, p := range dropins(name, Ext, dirs) {
 		d, err := ReadFile(p)
 		if err != nil {
 			return nil, err
@@ -131,18 +152,19 @@ func ReadFile(path string) (*File, error) {
 	return f, nil
 }
 
-// dropins lists the *.conf drop-ins quadlet v5 applies to NAME.container, in
-// the order they apply: from container.d/ over the dash-truncated prefixes
-// (a-b-c.container reads a-.container.d and a-b-.container.d) to
-// NAME.container.d/, one file per name (the most specific directory, then
-// the first search directory, wins), sorted by file name.
-func dropins(name string, dirs []string) []string {
-	specific := []string{name + Ext + ".d"}
+// dropins lists the *.conf drop-ins quadlet v5 applies to NAME.container
+// (ext, or NAME.kube), in the order they apply: from container.d/ over the
+// dash-truncated prefixes (a-b-c.container reads a-.container.d and
+// a-b-.container.d) to NAME.container.d/, one file per name (the most
+// specific directory, then the first search directory, wins), sorted by
+// file name.
+func dropins(name, ext string, dirs []string) []string {
+	specific := []string{name + ext + ".d"}
 	parts := strings.Split(name, "-")
 	for i := len(parts) - 1; i >= 1; i-- {
-		specific = append(specific, strings.Join(parts[:i], "-")+"-"+Ext+".d")
+		specific = append(specific, strings.Join(parts[:i], "-")+"-"+ext+".d")
 	}
-	specific = append(specific, strings.TrimPrefix(Ext, ".")+".d")
+	specific = append(specific, strings.TrimPrefix(ext, ".")+".d")
 	byName := make(map[string]string)
 	for _, sub := range specific {
 		for _, d := range dirs {

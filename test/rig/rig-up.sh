@@ -538,6 +538,16 @@ if (( HOST_SYSTEMD )); then
     manager_ok "$u" || die "the user manager of $u does not answer: $(as_user "$u" systemctl --user is-system-running 2>&1 || true)"
     ok "user manager state $(as_user "$u" systemctl --user is-system-running 2>/dev/null || true)"
   done
+  # linger started P5_USER's manager before environment.d was written, and
+  # a manager (and the generators it runs) reads it only when it starts
+  p5_env=$(as_user "$P5_USER" systemctl --user show-environment 2>/dev/null || true)
+  if [[ $p5_env != *"PODMAN=$PODMAN5_DIR/podman"* ]]; then
+    (( CHECK_ONLY )) && die "the user manager of $P5_USER lacks PODMAN=$PODMAN5_DIR/podman"
+    systemctl restart "user@$P5_UID.service"
+    for _ in $(seq 100); do manager_ok "$P5_USER" && break; sleep 0.2; done
+    manager_ok "$P5_USER" || die "the user manager of $P5_USER did not come back after a restart"
+    did "restarted user@$P5_UID.service (it reads environment.d when it starts)"
+  fi
   (( FLATTEN_CGROUPS )) && ok "--flatten-cgroups: nothing to flatten on a systemd host"
 else
   # ------------------------------------------------------------- 8. journald

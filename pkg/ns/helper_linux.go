@@ -31,12 +31,18 @@ var ErrNoConstructor = errors.New("this binary does not link github.com/brothama
 
 // helper is a child process that sits in the target namespaces and answers
 // socket requests: 12 bytes (domain, type, protocol as int32) in, 4 bytes
-// (errno) plus, on success, one descriptor out.
+// (errno) plus, on success, one descriptor out. A 16-byte request adds a
+// count: up to that many sockets (at most maxBatch) come back in one
+// message, so that a pool refills with one round trip, not one per socket.
 type helper struct {
 	mu   sync.Mutex
 	conn *net.UnixConn
 	cmd  *exec.Cmd
 }
+
+// maxBatch bounds a batch request: well under SCM_RIGHTS' 253 descriptors
+// per message, and a pool's depth.
+const maxBatch = 32
 
 // reqConnectUnix in the domain field asks the helper to connect the unix
 // path that follows the 12-byte header, in its mount namespace.
@@ -124,6 +130,40 @@ func (h *helper) Socket(domain, typ, proto int) (int, error) {
 	return h.request(domain, typ, proto, "")
 }
 
+// Sockets returns up to n sockets in one round trip (n ≤ maxBatch); fewer
+// only with an error, which stops the batch (EMFILE in the helper, say).
+func (h *helper) Sockets(domain, typ, proto, n int) ([]int, error) {
+	if err := checkSocketArgs(domain, typ, proto); err != nil {
+		return nil, err
+	}
+	n = max(1, min(n, maxBatch))
+	req := make([]byte, 16)
+	binary.LittleEndian.PutUint32(req[0:], uint32(int32(domain)))
+	binary.LittleEndian.PutUint32(req[4:], uint32(typ))
+	binary.LittleEndian.PutUint32(req[8:], uint32(proto))
+	binary.LittleEndian.PutUint32(req[12:], uint32(n))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := fdpass.Send(h.conn, req); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrHelperExited, err)
+	}
+	var resp [4]byte
+	got, fds, err := fdpass.Recv(h.conn, resp[:], n)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrHelperExited, err)
+	case got == 0:
+		return nil, ErrHelperExited
+	case got != 4:
+		fdpass.CloseAll(fds)
+		return nil, fmt.Errorf("namespace helper: reply of %d bytes", got)
+	}
+	if errno := binary.LittleEndian.Uint32(resp[:]); errno != 0 && len(fds) == 0 {
+		return nil, fmt.Errorf("socket in namespace: %w", syscall.Errno(errno))
+	}
+	return fds, nil
+}
+
 // ConnectUnix has the helper connect path in its mount namespace.
 func (h *helper) ConnectUnix(path string) (int, error) {
 	if len(path) == 0 || len(path) >= 108 {
@@ -186,7 +226,7 @@ func RunHelper() {
 		os.Exit(126)
 	}
 	conn := c.(*net.UnixConn)
-	var req [12 + 108]byte
+	var req [16 + 108]byte
 	for {
 		n, fds, err := fdpass.Recv(conn, req[:], 0)
 		if err != nil || n == 0 {
@@ -198,10 +238,16 @@ func RunHelper() {
 		fdpass.CloseAll(fds)
 		var resp [4]byte
 		fd := -1
+		domain := int(int32(binary.LittleEndian.Uint32(req[0:])))
+		if n == 16 && domain != reqConnectUnix {
+			if serveBatch(conn, req[:16]) != nil {
+				os.Exit(0)
+			}
+			continue
+		}
 		if n < 12 {
 			binary.LittleEndian.PutUint32(resp[:], uint32(unix.EINVAL))
 		} else {
-			domain := int(int32(binary.LittleEndian.Uint32(req[0:])))
 			typ := int(int32(binary.LittleEndian.Uint32(req[4:])))
 			proto := int(int32(binary.LittleEndian.Uint32(req[8:])))
 			if domain == reqConnectUnix {
@@ -226,4 +272,28 @@ func RunHelper() {
 			os.Exit(0)
 		}
 	}
+}
+
+// serveBatch answers a 16-byte request: the sockets made until the count or
+// the first error, and that error's errno (0 if none) in one message.
+func serveBatch(conn *net.UnixConn, req []byte) error {
+	domain := int(int32(binary.LittleEndian.Uint32(req[0:])))
+	typ := int(int32(binary.LittleEndian.Uint32(req[4:])))
+	proto := int(int32(binary.LittleEndian.Uint32(req[8:])))
+	n := min(int(binary.LittleEndian.Uint32(req[12:])), maxBatch)
+	var resp [4]byte
+	fds := make([]int, 0, n)
+	for range n {
+		fd, err := current{}.Socket(domain, typ, proto)
+		if err != nil {
+			errno := unix.EINVAL
+			errors.As(err, &errno)
+			binary.LittleEndian.PutUint32(resp[:], uint32(errno))
+			break
+		}
+		fds = append(fds, fd)
+	}
+	err := fdpass.Send(conn, resp[:], fds...)
+	fdpass.CloseAll(fds)
+	return err
 }

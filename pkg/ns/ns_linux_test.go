@@ -272,7 +272,7 @@ func TestEnterRefusesAnotherUsersNamespace(t *testing.T) {
 // child, root mapped to root) and network namespace with loopback up, and
 // returns its network namespace: what a rootless container is to its user.
 // Root only.
-func childUserNS(t *testing.T) *Handle {
+func childUserNS(t testing.TB) *Handle {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root to create namespaces: run the Go tests as root, as make check and CI do")
@@ -368,6 +368,41 @@ func TestHelperEntersChildUserNamespace(t *testing.T) {
 	}
 }
 
+// TestHelperSocketsBatch: one request brings several sockets, each of the
+// helper's namespace; a count beyond maxBatch brings maxBatch.
+func TestHelperSocketsBatch(t *testing.T) {
+	h := childUserNS(t)
+	s, err := Enter(h)
+	if err != nil {
+		t.Fatalf("Enter: %v", err)
+	}
+	defer s.Close()
+	hp, ok := s.(*helper)
+	if !ok {
+		t.Fatalf("Enter of a child user namespace's netns gave %T; want the helper", s)
+	}
+	for _, tc := range []struct{ ask, want int }{{8, 8}, {1, 1}, {maxBatch + 5, maxBatch}} {
+		fds, err := hp.Sockets(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0, tc.ask)
+		if err != nil {
+			t.Fatalf("Sockets(%d): %v", tc.ask, err)
+		}
+		if len(fds) != tc.want {
+			t.Errorf("Sockets(%d): %d descriptors; want %d", tc.ask, len(fds), tc.want)
+		}
+		for _, fd := range fds {
+			in := socketNetNS(t, fd)
+			if !in.Equal(h) {
+				t.Errorf("batch socket in %s; want %s", in, h)
+			}
+			in.Close()
+			unix.Close(fd)
+		}
+	}
+	if _, err := hp.Sockets(unix.AF_PACKET, unix.SOCK_STREAM, 0, 2); err == nil {
+		t.Error("Sockets(AF_PACKET): nil error; want the refusal of checkSocketArgs")
+	}
+}
+
 // TestHelperEntersMountNamespace is EnterMount of a namespace of the
 // caller's own user namespace: a helper joins network and mount namespace
 // (here the test's own mount namespace) and connects a unix path there.
@@ -445,4 +480,47 @@ func mustDo(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkHelperSocket and BenchmarkHelperSocketsBatch16: the cost per
+// socket of a rootless backend's socket, one round trip to the helper each,
+// and sixteen to a round trip (how the prefetch pool refills).
+func BenchmarkHelperSocket(b *testing.B) {
+	hp := benchHelper(b)
+	for b.Loop() {
+		fd, err := hp.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		unix.Close(fd)
+	}
+}
+
+func BenchmarkHelperSocketsBatch16(b *testing.B) {
+	hp := benchHelper(b)
+	for b.Loop() {
+		fds, err := hp.Sockets(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0, 16)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*16), "ns/socket")
+}
+
+func benchHelper(b *testing.B) *helper {
+	b.Helper()
+	h := childUserNS(b)
+	s, err := Enter(h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	hp, ok := s.(*helper)
+	if !ok {
+		b.Fatalf("Enter gave %T; want the helper", s)
+	}
+	return hp
 }

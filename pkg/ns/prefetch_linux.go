@@ -3,6 +3,7 @@ package ns
 import (
 	"sync"
 
+	"github.com/brothaman/brothaman-go/pkg/fdpass"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,25 +52,50 @@ func (p *prefetch) fill() {
 			return
 		}
 		for len(p.ready) < cap(p.ready) {
-			fd, err := p.Sockets.Socket(p.domain, p.typ, 0)
-			if err != nil {
-				break
+			fds, err := p.more(cap(p.ready) - len(p.ready))
+			for i, fd := range fds {
+				select {
+				case p.ready <- fd:
+				case <-p.done:
+					fdpass.CloseAll(fds[i:])
+					return
+				}
 			}
-			select {
-			case p.ready <- fd:
-			case <-p.done:
-				unix.Close(fd)
-				return
+			if err != nil || len(fds) == 0 {
+				break
 			}
 		}
 	}
+}
+
+// batcher is a Sockets that makes several sockets in one request (the
+// helper: one round trip to another process instead of one per socket).
+type batcher interface {
+	Sockets(domain, typ, proto, n int) ([]int, error)
+}
+
+// more makes up to n sockets for the pool: in one batch where the Sockets
+// can, else one.
+func (p *prefetch) more(n int) ([]int, error) {
+	if b, ok := p.Sockets.(batcher); ok {
+		return b.Sockets(p.domain, p.typ, 0, n)
+	}
+	fd, err := p.Sockets.Socket(p.domain, p.typ, 0)
+	if err != nil {
+		return nil, err
+	}
+	return []int{fd}, nil
 }
 
 func (p *prefetch) Socket(domain, typ, proto int) (int, error) {
 	if domain == p.domain && typ|unix.SOCK_NONBLOCK == p.typ && proto == 0 {
 		select {
 		case fd := <-p.ready:
-			p.kick()
+			// Refill at half: with a batching Sockets, one round trip
+			// then brings half a pool rather than one socket.
+			if len(p.ready) <= cap(p.ready)/2 {
+				p.kick()
+			}
 			return fd, nil
 		default:
 			p.kick()

@@ -9,7 +9,9 @@
 #
 # The suites run as root on the rig that test/rig/rig-up.sh builds: RIG_USER
 # has a systemd --user manager, rootless Podman and the quadlet generator;
-# CROSS_USER has rootless Podman only (see test/rig/README.md).
+# CROSS_USER has rootless Podman and a user manager too (640-lab's reverse
+# proxy runs there; no other suite uses it), THIRD_USER rootless Podman only
+# (see test/rig/README.md).
 
 # ------------------------------------------------------------------ binaries
 # Every path can be overridden from the environment, e.g. to test a build
@@ -44,6 +46,8 @@ CROSS_USER=${CROSS_USER:-crossuser}
 # Podman 5's user (test/rig/README.md): its `podman` and its user manager's
 # are Podman 5. The 7xx suites make it their RIG_USER.
 P5_USER=${P5_USER:-p5user}
+# neither the lab's owner nor its proxy (640-lab): rootless Podman only
+THIRD_USER=${THIRD_USER:-thirduser}
 # seconds any single podman command may take before it is killed
 BRO_TIMEOUT=${BRO_TIMEOUT:-120}
 
@@ -313,7 +317,7 @@ bro_setup() {
   # the rig's v1 cgroups nest one level per container start (--cgroups=split);
   # a whole run would pass PATH_MAX: flatten between tests
   local v1
-  for v1 in brotest brotest5; do
+  for v1 in brotest brotest5 brotestx; do
     if (( EUID == 0 )) && [[ -d /sys/fs/cgroup/pids/$v1/runtime ]]; then
       V1_CGROUP=$v1 bash "$BRO_REPO/test/rig/flatten-cgroups.sh" >/dev/null
     fi
@@ -354,7 +358,7 @@ bro_teardown() {
   # The users and root are independent: clean them in parallel (each podman
   # call costs a few hundred ms; teardown runs after every test).
   local u seen=' '
-  for u in "$RIG_USER" "$CROSS_USER" "$P5_USER" ${P4_USER:+"$P4_USER"}; do
+  for u in "$RIG_USER" "$CROSS_USER" "$P5_USER" "$THIRD_USER" ${P4_USER:+"$P4_USER"}; do
     [[ $seen == *" $u "* ]] && continue
     seen+="$u "
     _bro_user_clean "$u" &

@@ -2,16 +2,19 @@
 # rig-up.sh - bring a Debian 12 machine to the rig Brothaman-Go's end-to-end
 # tests (test/bats) run on:
 #
-#   rootless Podman (Debian's 4.3) for RIG_USER and CROSS_USER
+#   rootless Podman (Debian's 4.3) for RIG_USER, CROSS_USER and THIRD_USER
 #   + Podman 5 (built from the Go module, pinned) for P5_USER, the second test
 #     matrix: its own systemd --user manager runs quadlet units with Podman 5
 #   + a wrapper OCI runtime, where the host needs one (see below)
-#   + a systemd --user manager for RIG_USER
+#   + a systemd --user manager for RIG_USER and one for CROSS_USER (the lab's
+#     reverse proxy runs there, test/bats/640-lab.bats)
 #   + the quadlet generator (Podman v5's, built from the Go module, unless the
 #     host's Podman package ships one)
 #   + images localhost/bbox:latest (root, RIG_USER, CROSS_USER, P5_USER) and
 #     localhost/postgres:15 (RIG_USER, P5_USER; Debian's postgresql-15 in a
-#     debootstrap rootfs)
+#     debootstrap rootfs), localhost/redis:7 (RIG_USER) and
+#     localhost/nginx:1.22 (CROSS_USER) from Debian's redis-server and nginx
+#     in another (the lab's section-4 example)
 #   + the test tools (bats with bats-assert/bats-support, psql, nc, ss,
 #     systemd-socket-activate, systemd-socket-proxyd)
 #
@@ -43,11 +46,16 @@ CROSS_UID=${CROSS_UID:-1002}
 # (~/.local/bin, as Debian's ~/.profile has it) is Podman 5
 P5_USER=${P5_USER:-p5user}
 P5_UID=${P5_UID:-1003}
+# a third account that is neither the lab's owner nor its proxy's: rootless
+# Podman, no user manager (640-lab: refused at the web app, served by nginx)
+THIRD_USER=${THIRD_USER:-thirduser}
+THIRD_UID=${THIRD_UID:-1004}
 PODMAN5_VERSION=${PODMAN5_VERSION:-v5.8.6}
 PODMAN5_DIR=${PODMAN5_DIR:-/usr/local/lib/podman5}   # podman, rootlessport, quadlet
 SUBID_COUNT=${SUBID_COUNT:-65536}
 V1_CGROUP=${V1_CGROUP:-brotest}          # name of the delegated cgroup in each v1 controller
 P5_V1_CGROUP=${P5_V1_CGROUP:-brotest5}   # the same for P5_USER
+CROSS_V1_CGROUP=${CROSS_V1_CGROUP:-brotestx}   # and for CROSS_USER
 QUADLET_MODULE_VERSION=${QUADLET_MODULE_VERSION:-v5.6.2}
 QUADLET_BIN=${QUADLET_BIN:-/usr/local/bin/quadlet-v5}
 RUNTIME_WRAPPER=/usr/local/bin/runc-sandbox
@@ -55,6 +63,8 @@ CACHE=${CACHE:-/var/cache/bro-sandbox}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PG_IMAGE=${PG_IMAGE:-localhost/postgres:15}
 BBOX_IMAGE=${BBOX_IMAGE:-localhost/bbox:latest}
+REDIS_IMAGE=${REDIS_IMAGE:-localhost/redis:7}
+NGINX_IMAGE=${NGINX_IMAGE:-localhost/nginx:1.22}
 
 WITH_POSTGRES=1
 RESET_STORAGE=0
@@ -215,6 +225,7 @@ ensure_user() { # name uid
 ensure_user "$RIG_USER" "$RIG_UID"
 ensure_user "$CROSS_USER" "$CROSS_UID"
 ensure_user "$P5_USER" "$P5_UID"
+ensure_user "$THIRD_USER" "$THIRD_UID"
 
 # Subordinate ids: Debian's useradd usually adds them; a user created another
 # way may have none, and rootless podman then maps only one id.
@@ -232,6 +243,7 @@ ensure_subids() { # name
 ensure_subids "$RIG_USER"
 ensure_subids "$CROSS_USER"
 ensure_subids "$P5_USER"
+ensure_subids "$THIRD_USER"
 
 # /run/user/UID: logind creates it (and keeps it while the user lingers);
 # without logind it is made by hand. podman and systemctl --user need it.
@@ -259,6 +271,7 @@ ensure_rundir() { # name uid
 ensure_rundir "$RIG_USER" "$RIG_UID"
 ensure_rundir "$CROSS_USER" "$CROSS_UID"
 ensure_rundir "$P5_USER" "$P5_UID"
+ensure_rundir "$THIRD_USER" "$THIRD_UID"
 
 # --------------------------------------------------------------- 4. /dev/net/tun
 # slirp4netns (the default rootless network) opens it as the user.
@@ -320,6 +333,7 @@ EOF
 }
 podman_config "$RIG_USER"
 podman_config "$CROSS_USER"
+podman_config "$THIRD_USER"
 # Podman 5 finds conmon, pasta and catatonit where Debian put them, and
 # rootlessport (a Podman 5 one) in its own directory
 podman_config "$P5_USER" "helper_binaries_dir = [\"$PODMAN5_DIR\", \"/usr/libexec/podman\", \"/usr/lib/podman\", \"/usr/bin\"]
@@ -425,7 +439,7 @@ else
   (( CHECK_ONLY )) && die "root lacks $BBOX_IMAGE"
   podman import -q "$bbox_tar" "$BBOX_IMAGE" >/dev/null; did "root: podman import $BBOX_IMAGE"
 fi
-for u in "$RIG_USER" "$CROSS_USER" "$P5_USER"; do
+for u in "$RIG_USER" "$CROSS_USER" "$P5_USER" "$THIRD_USER"; do
   if as_user "$u" podman image exists "$BBOX_IMAGE" 2>/dev/null; then ok "$u has $BBOX_IMAGE"
   else
     (( CHECK_ONLY )) && die "$u lacks $BBOX_IMAGE"
@@ -520,6 +534,40 @@ EOS
   done
 fi
 
+# The lab's section-4 example (test/bats/640-lab.bats): Redis for RIG_USER,
+# nginx for CROSS_USER, Debian's packages in one debootstrap minbase rootfs
+# (cached like the PostgreSQL one; debootstrap's policy-rc.d keeps their
+# services from starting while it installs them). Two images of that rootfs
+# with their own entrypoints; a label carries the hash of what makes them,
+# so a change re-imports them.
+step "images $REDIS_IMAGE ($RIG_USER), $NGINX_IMAGE ($CROSS_USER): debootstrap bookworm minbase + redis-server, nginx"
+REDIS_CHANGES=(--change 'CMD ["/usr/bin/redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"]'
+               --change 'USER redis' --change 'EXPOSE 6379')
+NGINX_CHANGES=(--change 'CMD ["/usr/sbin/nginx", "-g", "daemon off;"]' --change 'STOPSIGNAL SIGQUIT' --change 'EXPOSE 80')
+lab_image() { # user image changes...
+  local u=$1 img=$2 sha have lab_tar=$CACHE/lab-rootfs.tar r t0; shift 2
+  sha=$(printf '%s\n' "$@" | sha256sum | cut -c1-16)
+  have=$(as_user "$u" podman image inspect -f '{{index .Labels "bro.rig.lab"}}' "$img" 2>/dev/null || true)
+  if [[ $have == "$sha" ]]; then ok "$u has $img ($sha)"; return 0; fi
+  (( CHECK_ONLY )) && die "$img missing or stale for $u"
+  if [[ ! -s $lab_tar ]]; then
+    r=$CACHE/lab-rootfs; rm -rf "$r"
+    t0=$SECONDS
+    debootstrap --variant=minbase --include=redis-server,nginx bookworm "$r" "$DEBIAN_MIRROR" >"$CACHE/lab-debootstrap.log" 2>&1 \
+      || die "debootstrap failed, see $CACHE/lab-debootstrap.log"
+    did "debootstrap in $(( SECONDS - t0 ))s"
+    rm -rf "$r"/var/cache/apt/* "$r"/var/lib/apt/lists/* "$r"/usr/share/doc/* "$r"/usr/share/man/* \
+           "$r"/usr/share/info/* "$r"/usr/share/locale/* "$r"/usr/share/i18n
+    tar -C "$r" --numeric-owner -cf "$lab_tar.tmp" . && mv "$lab_tar.tmp" "$lab_tar" && rm -rf "$r"
+    chmod 0644 "$lab_tar"; did "rootfs tarball $lab_tar ($(du -h "$lab_tar" | cut -f1))"
+  fi
+  as_user "$u" podman import -q "$@" --change "LABEL bro.rig.lab=$sha" "$lab_tar" "$img" >/dev/null
+  as_user "$u" podman image prune -f >/dev/null 2>&1 || true   # a replaced, now untagged image
+  did "$u: podman import $img ($sha)"
+}
+lab_image "$RIG_USER" "$REDIS_IMAGE" "${REDIS_CHANGES[@]}"
+lab_image "$CROSS_USER" "$NGINX_IMAGE" "${NGINX_CHANGES[@]}"
+
 # P5_USER's manager, its units and the quadlet generator it runs find Podman
 # 5: PODMAN is the binary quadlet writes into ExecStart=, PATH what
 # bro-activate's `podman info` runs. The manager reads environment.d when it
@@ -532,7 +580,7 @@ PODMAN=$PODMAN5_DIR/podman
 EOF
 
 if (( HOST_SYSTEMD )); then
-  for u in "$RIG_USER" "$P5_USER"; do
+  for u in "$RIG_USER" "$CROSS_USER" "$P5_USER"; do
     step "systemd --user manager for $u: the host's"
     # linger started user@UID.service (step 3); the journal is the host's.
     manager_ok "$u" || die "the user manager of $u does not answer: $(as_user "$u" systemctl --user is-system-running 2>&1 || true)"
@@ -638,16 +686,17 @@ else
   }
   start_manager "$RIG_USER" "$RIG_UID" "$V1_CGROUP"
   start_manager "$P5_USER" "$P5_UID" "$P5_V1_CGROUP"
+  start_manager "$CROSS_USER" "$CROSS_UID" "$CROSS_V1_CGROUP"
 fi
 if (( ! CHECK_ONLY )); then
-  for u in "$RIG_USER" "$P5_USER"; do
+  for u in "$RIG_USER" "$CROSS_USER" "$P5_USER"; do
     as_user "$u" systemctl --user daemon-reload; ok "daemon-reload of $u (runs the generators)"
   done
 fi
 
 # -------------------------------------------------------------------- 10. check
 step "smoke test"
-for u in "$RIG_USER" "$CROSS_USER" "$P5_USER"; do
+for u in "$RIG_USER" "$CROSS_USER" "$P5_USER" "$THIRD_USER"; do
   smoke() { as_user "$u" podman run --rm --network none "$BBOX_IMAGE" /bin/sh -c 'echo rootless-ok' 2>&1; }
   if out=$(smoke) && [[ $out == *rootless-ok* ]]; then
     ok "rootless podman run ($u)"

@@ -196,6 +196,12 @@ bench-coldstart:
 
 # Issue 13's comparison: pgbench through handoff, proxy mode and a client in
 # the container's netns (installed programs; about 2 minutes).
+# Issue 14's lab example (640-lab's quadlets): the whole chain's cold start,
+# median of COLD (5); about a minute.
+.PHONY: bench-lab
+bench-lab:
+	test/bench/lab.sh $(or $(COLD),5)
+
 .PHONY: bench-handoff
 bench-handoff:
 	test/bench/handoff.sh $(or $(ROUNDS),3)

@@ -26,21 +26,16 @@ const MaxKubeSize = 4 << 20
 // in NAME.service's cgroup and shares the pod's network namespace: the
 // activator follows the unit, not a container name.
 
-// kubeDoc is what bro-activate reads of one YAML document: a Pod's
-// annotations, or those of a Deployment's pod template.
+// kubeDoc is what bro-activate reads of one YAML document: the annotations
+// of a Pod or a Deployment. Of a Deployment, Podman 5.8 passes its own
+// metadata.annotations to the containers, not its pod template's (checked
+// with podman kube play); so do we.
 type kubeDoc struct {
 	Kind     string `yaml:"kind"`
 	Metadata struct {
 		Name        string            `yaml:"name"`
 		Annotations map[string]string `yaml:"annotations"`
 	} `yaml:"metadata"`
-	Spec struct {
-		Template struct {
-			Metadata struct {
-				Annotations map[string]string `yaml:"annotations"`
-			} `yaml:"metadata"`
-		} `yaml:"template"`
-	} `yaml:"spec"`
 }
 
 // loadKube reads NAME.kube, its drop-ins and its YAML. It returns an error
@@ -78,9 +73,9 @@ func loadKube(path string, dirs []string) (*Container, error) {
 		Annotations: annotations, File: f, Kube: y}, nil
 }
 
-// podAnnotations returns the annotations of the pod in the YAML at path
-// that has bro.* keys (Pod metadata, or a Deployment's template), or the
-// first pod's when none has. Documents of other kinds are skipped.
+// podAnnotations returns the annotations of the Pod or Deployment in the
+// YAML at path that has bro.* keys, or the first one's when none has.
+// Documents of other kinds are skipped.
 func podAnnotations(path string) (map[string]string, error) {
 	fh, err := os.Open(path)
 	if err != nil {
@@ -107,15 +102,10 @@ func podAnnotations(path string) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse kube YAML %s: %w", path, err)
 		}
-		var a map[string]string
-		switch d.Kind {
-		case "Pod":
-			a = d.Metadata.Annotations
-		case "Deployment":
-			a = d.Spec.Template.Metadata.Annotations
-		default:
+		if d.Kind != "Pod" && d.Kind != "Deployment" {
 			continue
 		}
+		a := d.Metadata.Annotations
 		if pods++; pods == 1 {
 			first = a
 		}

@@ -37,17 +37,19 @@ func TestLoadKube(t *testing.T) {
 		want       map[string]string
 	}{
 		{"pod", podYAML, map[string]string{"bro.activate": "127.0.0.1:8080:80", "bro.idle-stop": "5min"}},
-		{"deployment's pod template", `apiVersion: apps/v1
+		// Podman 5.8 passes a Deployment's own annotations to the
+		// containers, not its template's
+		{"deployment", `apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: web
   annotations:
-    bro.activate: "9"
+    bro.activate: "8080"
 spec:
   template:
     metadata:
       annotations:
-        bro.activate: "8080"
+        bro.activate: "9"
 `, map[string]string{"bro.activate": "8080"}},
 		{"the annotated pod of several, after a ConfigMap", `kind: ConfigMap
 metadata:

@@ -8,8 +8,8 @@
 //
 // NewRecord identifies the container's process by pid and start time and its
 // network namespace by device and inode, names the container from
-// containers/storage (conmon's arguments as a fallback) and its systemd unit
-// from its cgroup. It refuses a container that shares the hook's own network
+// containers/storage (then CRI-O's io.kubernetes.cri-o.Name annotation, then
+// conmon's arguments) and its systemd unit from its cgroup. It refuses a container that shares the hook's own network
 // namespace.
 //
 // Privileges: none beyond those of the container's owner. Reading

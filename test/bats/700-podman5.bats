@@ -34,6 +34,18 @@ $(printf '%s\n' "$@")
 EOF
 }
 
+# pg_probe HOST PORT: a shell command for a busybox container that sends
+# PostgreSQL's 8-byte SSLRequest to HOST:PORT and prints the server's
+# one-byte answer ('N', no SSL) as soon as it comes. The server then waits
+# for a startup packet (up to its authentication_timeout, 60 s), so nc is
+# ended rather than waited for; a refused client's nc ends by itself. HOST
+# may be a shell expression ($gw).
+pg_probe() {
+  printf '%s' "printf '\\000\\000\\000\\010\\004\\322\\026\\057' | nc -w 30 $1 $2 >/tmp/reply & nc=\$!
+for i in \$(seq 300); do [ -s /tmp/reply ] && break; kill -0 \$nc 2>/dev/null || break; sleep 0.1; done
+kill \$nc 2>/dev/null; head -c 1 /tmp/reply"
+}
+
 @test "podman 5: P5_USER's shell and user manager run Podman 5, and quadlet writes it into ExecStart=" {
   run_user_podman 0 --version
   assert_output --regexp '^podman version 5\.'
@@ -173,9 +185,8 @@ EOF
   run_cmd 0 pg_sql -u "$CROSS_USER" "select current_user || ' via ' || inet_server_addr()"
   assert_output "postgres via 127.0.0.1/32"
   # a slirp4netns container of Podman 4.3 (10.0.2.2 is the host's loopback)
-  local probe="printf '\\000\\000\\000\\010\\004\\322\\026\\057' | nc -w 30"
   run_cmd 0 as_user "$P4_USER" "$PODMAN" run --rm --name "$BRO_TEST_PREFIX-c4" \
-    --network slirp4netns:allow_host_loopback=true "$BBOX_IMAGE" sh -c "$probe 10.0.2.2 $PG_PORT | head -c 1"
+    --network slirp4netns:allow_host_loopback=true "$BBOX_IMAGE" sh -c "$(pg_probe 10.0.2.2 "$PG_PORT")"
   assert_output N
 
   # the other way: Podman 4.3's PostgreSQL, P5_USER's client container on
@@ -185,7 +196,7 @@ EOF
   RIG_USER=$P4_USER pg_quadlet Notify=true
   RIG_USER=$P4_USER pg_activate
   run_user_podman 0 run --rm --name "$BRO_TEST_PREFIX-c5" --network pasta:--map-gw "$BBOX_IMAGE" \
-    sh -c "gw=\$(ip route | awk '/^default/{print \$3}'); $probe \$gw $PG_PORT | head -c 1"
+    sh -c "gw=\$(ip route | awk '/^default/{print \$3}'); $(pg_probe '$gw' "$PG_PORT")"
   assert_output N
   run_cmd 0 unit_state -u "$P4_USER" "$PG_NAME.service"
   assert_output active
@@ -198,14 +209,13 @@ EOF
   RIG_USER=$P4_USER pg_quadlet "Notify=true
 Annotation=bro.allow=$P5_USER"
   RIG_USER=$P4_USER pg_activate
-  local probe="printf '\\000\\000\\000\\010\\004\\322\\026\\057' | nc -w 10"
   run_cmd '?' as_user "$CROSS_USER" "$PODMAN" run --rm --name "$BRO_TEST_PREFIX-c4" \
-    --network slirp4netns:allow_host_loopback=true "$BBOX_IMAGE" sh -c "$probe 10.0.2.2 $PG_PORT | head -c 1"
+    --network slirp4netns:allow_host_loopback=true "$BBOX_IMAGE" sh -c "$(pg_probe 10.0.2.2 "$PG_PORT")"
   assert_output ""
   run_cmd 0 unit_state -u "$P4_USER" "$PG_NAME.service"
   assert_output inactive
   run_user_podman 0 run --rm --name "$BRO_TEST_PREFIX-c5" --network pasta:--map-gw "$BBOX_IMAGE" \
-    sh -c "gw=\$(ip route | awk '/^default/{print \$3}'); $probe \$gw $PG_PORT | head -c 1"
+    sh -c "gw=\$(ip route | awk '/^default/{print \$3}'); $(pg_probe '$gw' "$PG_PORT")"
   assert_output N
   run_cmd 0 as_user "$P4_USER" journalctl --user --no-pager -o cat -u "$PG_NAME-activator.service"
   assert_output --partial "uid $(id -u "$CROSS_USER") is not allowed by bro.allow=$P5_USER"

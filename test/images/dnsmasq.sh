@@ -6,6 +6,9 @@
 #   test/images/dnsmasq.sh                      root's podman
 #   test/images/dnsmasq.sh runuser -u U -- podman   another user's
 set -euo pipefail
+# PODMAN may be another user's (runuser): run it from a directory every user
+# may enter, not the caller's (a clone in /root is 0700)
+cd /tmp
 IMAGE=${IMAGE:-localhost/bro-dnsmasq:latest}
 podman=("$@")
 (( ${#podman[@]} )) || podman=(podman)

@@ -7,7 +7,10 @@
 # through pasta, Podman 5's rootless network), restart, idle stop, refusals.
 # P4_USER (Debian's Podman 4.3) is the other side of the cross-over tests.
 
-P4_USER=${RIG_USER:-lingeruser}
+# bats sources this file again for every test, in processes that inherit
+# the environment: when RIG_USER is exported (CI exports it), the line below
+# would make the next test's P4_USER P5_USER. The first value is kept.
+export P4_USER=${P4_USER:-${RIG_USER:-lingeruser}}
 RIG_USER=${P5_USER:-p5user}
 
 load helpers

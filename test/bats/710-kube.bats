@@ -6,7 +6,10 @@
 # first connection starts the .kube unit. On Podman 5 (P5_USER) and on
 # Podman 4.3 (P4_USER). And a .container in a Podman 5 .pod quadlet.
 
-P4_USER=${RIG_USER:-lingeruser}
+# bats sources this file again for every test, in processes that inherit
+# the environment: when RIG_USER is exported (CI exports it), the line below
+# would make the next test's P4_USER P5_USER. The first value is kept.
+export P4_USER=${P4_USER:-${RIG_USER:-lingeruser}}
 RIG_USER=${P5_USER:-p5user}
 
 load helpers

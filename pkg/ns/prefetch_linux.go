@@ -91,11 +91,11 @@ func (p *prefetch) Socket(domain, typ, proto int) (int, error) {
 	if domain == p.domain && typ|unix.SOCK_NONBLOCK == p.typ && proto == 0 {
 		select {
 		case fd := <-p.ready:
-			// Refill at half: with a batching Sockets, one round trip
-			// then brings half a pool rather than one socket.
-			if len(p.ready) <= cap(p.ready)/2 {
-				p.kick()
-			}
+			// Refill at once, so that an idle pool is always full (its
+			// descriptors a fixed number); under a burst the takes run
+			// ahead of the filler, whose batch then brings the whole
+			// deficit in one round trip.
+			p.kick()
 			return fd, nil
 		default:
 			p.kick()

@@ -76,7 +76,7 @@ func TestOwnerTCPMapped(t *testing.T) {
 	// a [::] listener sees an IPv4 client as ::ffff:127.0.0.1
 	ln, err := net.Listen("tcp", "[::]:0")
 	if err != nil {
-		t.Skipf("no dual-stack listener: %v", err)
+		t.Fatalf("a dual-stack [::] listener: %v (the machine needs IPv6 on loopback, as CI's has)", err)
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port

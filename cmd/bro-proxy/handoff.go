@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/brothaman/brothaman-go/internal/cli"
 	"github.com/brothaman/brothaman-go/pkg/fdpass"
 	"github.com/brothaman/brothaman-go/pkg/handoff"
+	"github.com/brothaman/brothaman-go/pkg/proxy"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
 )
@@ -146,18 +146,14 @@ func (r *readiness) wait(ctx context.Context) {
 	}
 	r.inflight = true
 	r.mu.Unlock()
-	args := []string{"start", r.unit}
-	if os.Geteuid() != 0 {
-		args = append([]string{"--user"}, args...)
-	}
 	go func() {
-		out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput()
+		err := proxy.StartUnit(ctx, r.unit, true)
 		r.mu.Lock()
 		r.inflight = false
 		r.mu.Unlock()
 		if err != nil {
 			if !errors.Is(ctx.Err(), context.Canceled) {
-				r.log.WithError(err).WithField("output", strings.TrimSpace(string(out))).Warn("cannot start " + r.unit + "; clients wait in the host socket")
+				r.log.WithError(err).Warn("cannot start " + r.unit + "; clients wait in the host socket")
 			}
 			return
 		}

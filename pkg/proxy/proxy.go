@@ -49,7 +49,12 @@ type Proxy struct {
 
 	sem                          chan struct{}
 	active, total, fail, refused atomic.Int64
-	up, down                     atomic.Int64
+	// starved counts dials waiting for a descriptor (EMFILE): while any
+	// does, accept loops leave new clients in the backlog, so that the
+	// descriptors ending connections free go to clients already accepted
+	// rather than to more clients that would wait for one too.
+	starved  atomic.Int32
+	up, down atomic.Int64
 
 	noPipes   bool // tests: the relay's copy fallback only
 	loops     []*loop
@@ -278,6 +283,10 @@ func (p *Proxy) acceptLoop(ctx context.Context, l Listener, errc chan<- error) {
 		case <-ctx.Done():
 			return
 		}
+		if !p.waitFDs(ctx) {
+			<-p.sem
+			return
+		}
 		fd, sa, err := accept(rc)
 		if err != nil {
 			<-p.sem
@@ -490,6 +499,12 @@ func (p *Proxy) dial(t ns.Target, log func() *logrus.Entry, try func(context.Con
 	defer cancel()
 	delay := retryMin
 	var last error
+	starved := false
+	defer func() {
+		if starved {
+			p.starved.Add(-1)
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		p.lastDesc.Store(g.desc)
 		wasReady := isClosed(g.ready)
@@ -516,6 +531,10 @@ func (p *Proxy) dial(t ns.Target, log func() *logrus.Entry, try func(context.Con
 			// other connections end (up to ConnectTimeout) rather than drop
 			// it, polling slowly enough not to spin while starved.
 			wait, readyC = fdRetry, nil
+			if !starved {
+				starved = true
+				p.starved.Add(1)
+			}
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -548,6 +567,23 @@ func isClosed(c chan struct{}) bool {
 
 // fdRetry is how often a dial that ran out of descriptors tries again.
 const fdRetry = 50 * time.Millisecond
+
+// waitFDs holds an accept loop while some dial waits for a descriptor
+// (starved): accepting then would take the descriptor that dial waits for,
+// and with enough clients queued the accepted ones would wait longer than
+// ConnectTimeout and be closed. It returns false when ctx ends.
+func (p *Proxy) waitFDs(ctx context.Context) bool {
+	for p.starved.Load() > 0 {
+		t := time.NewTimer(fdRetry / 2)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+	return true
+}
 
 func outOfFDs(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)

@@ -395,3 +395,30 @@ func TestZeroValueProxy(t *testing.T) {
 		t.Errorf("defaults: MaxConns %d, ConnectTimeout %s; want %d, %s", p.MaxConns, p.ConnectTimeout, DefaultMaxConns, DefaultConnectTimeout)
 	}
 }
+
+// While a dial waits for a descriptor, accept loops hold back; they go on
+// once it has one, and stop waiting when their context ends.
+func TestWaitFDs(t *testing.T) {
+	var p Proxy
+	if !p.waitFDs(context.Background()) {
+		t.Fatal("waitFDs with no starved dial: want true at once")
+	}
+	p.starved.Add(1)
+	done := make(chan bool)
+	go func() { done <- p.waitFDs(context.Background()) }()
+	select {
+	case <-done:
+		t.Fatal("waitFDs returned while a dial was starved")
+	case <-time.After(4 * fdRetry):
+	}
+	p.starved.Add(-1)
+	if !<-done {
+		t.Fatal("waitFDs after the starved dial ended: want true")
+	}
+	p.starved.Add(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if p.waitFDs(ctx) {
+		t.Fatal("waitFDs with an ended context: want false")
+	}
+}

@@ -2,9 +2,6 @@ package proxy
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"time"
 
@@ -32,16 +29,11 @@ type readyGate struct {
 }
 
 func newReadyGate(unit string, timeout time.Duration, log *logrus.Entry) *readyGate {
-	args := []string{"start", unit}
-	if os.Geteuid() != 0 {
-		args = append([]string{"--user"}, args...)
-	}
 	return &readyGate{log: log, timeout: timeout, done: make(chan struct{}),
 		start: func(ctx context.Context) error {
-			out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput()
+			err := StartUnit(ctx, unit, true)
 			if err != nil {
-				repeatLog.log("ready-failed", log.WithError(err).WithField("output", strings.TrimSpace(string(out))),
-					logrus.WarnLevel, "cannot start "+unit+"; clients wait")
+				repeatLog.log("ready-failed", log.WithError(err), logrus.WarnLevel, "cannot start "+unit+"; clients wait")
 			}
 			return err
 		}}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -40,19 +41,36 @@ func (u *unitStarter) kick() {
 	}
 	u.last = time.Now()
 	u.mu.Unlock()
-	args := []string{"start", "--no-block", u.unit}
-	if os.Geteuid() != 0 {
-		args = append([]string{"--user"}, args...)
-	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput()
-		if err != nil {
-			repeatLog.log("start-failed", u.log.WithError(err).WithField("output", strings.TrimSpace(string(out))),
-				logrus.WarnLevel, "cannot start "+u.unit)
+		if err := StartUnit(ctx, u.unit, false); err != nil {
+			repeatLog.log("start-failed", u.log.WithError(err), logrus.WarnLevel, "cannot start "+u.unit)
 			return
 		}
 		repeatLog.log("start", u.log.WithField("unit", u.unit), logrus.InfoLevel, "container not running: started its unit")
 	}()
+}
+
+// StartUnit asks this user's service manager (the system's, for root) to
+// start unit: `systemctl [--user] start [--no-block] UNIT`. With wait it
+// returns when the start job has ended: for a Type=notify unit (quadlet
+// Notify=true) once the service has said READY=1. The error carries
+// systemctl's own words.
+func StartUnit(ctx context.Context, unit string, wait bool) error {
+	args := []string{"start", unit}
+	if !wait {
+		args = []string{"start", "--no-block", unit}
+	}
+	if os.Geteuid() != 0 {
+		args = append([]string{"--user"}, args...)
+	}
+	out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput()
+	if err != nil {
+		if msg := strings.TrimSpace(string(out)); msg != "" {
+			return fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, msg)
+		}
+		return fmt.Errorf("systemctl %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -83,16 +82,18 @@ func startHelper(userns, netns, mntns *Handle) (*helper, error) {
 	}
 	h := &helper{conn: conn.(*net.UnixConn), cmd: cmd}
 	// The first answer proves the child got past its constructor (a failed
-	// setns makes it exit and the request see EOF) and into RunHelper.
+	// setns makes it exit and the request see EOF) and serves.
 	fd, err := h.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-	if err != nil {
+	if errors.Is(err, ErrHelperExited) {
 		h.Close()
 		return nil, fmt.Errorf("start namespace helper: %w", err)
 	}
-	unix.Close(fd)
+	if err == nil {
+		unix.Close(fd)
+	}
 	// Its namespaces are final by then: check they are the ones asked for.
 	// A binary that does not link package nsenter starts a helper that
-	// never left ours.
+	// never left ours (and answers ENOSYS: RunHelper).
 	for _, want := range []struct {
 		kind string
 		h    *Handle
@@ -104,6 +105,10 @@ func startHelper(userns, netns, mntns *Handle) (*helper, error) {
 			h.Close()
 			return nil, fmt.Errorf("start namespace helper: %w", err)
 		}
+	}
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("start namespace helper: %w", err)
 	}
 	return h, nil
 }
@@ -214,10 +219,13 @@ func (h *helper) Close() error {
 // A main that imports this package calls it first, before flags or logging.
 func IsHelper() bool { return os.Getenv(helperEnv) != "" }
 
-// RunHelper serves socket requests until its parent goes away, then exits.
-// The constructor has already joined the namespaces.
+// RunHelper is reached only in a binary that does not link package nsenter:
+// there, the constructor joins the namespaces and serves the requests in C
+// (nsenter_linux.c) and the Go runtime never starts. Without it the child
+// never left the parent's namespaces, so it makes no socket: it answers
+// every request with ENOSYS, which startHelper reports as ErrNoConstructor
+// after it has checked the child's namespaces, and exits with its parent.
 func RunHelper() {
-	os.Unsetenv(helperEnv)
 	f := os.NewFile(helperCtlFD, "helper-ctl")
 	c, err := net.FileConn(f)
 	f.Close()
@@ -227,73 +235,13 @@ func RunHelper() {
 	}
 	conn := c.(*net.UnixConn)
 	var req [16 + 108]byte
+	var resp [4]byte
+	binary.LittleEndian.PutUint32(resp[:], uint32(unix.ENOSYS))
 	for {
 		n, fds, err := fdpass.Recv(conn, req[:], 0)
-		if err != nil || n == 0 {
-			if err != nil && !errors.Is(err, io.EOF) {
-				fmt.Fprintf(os.Stderr, "bro-proxy namespace helper: %v\n", err)
-			}
-			os.Exit(0)
-		}
 		fdpass.CloseAll(fds)
-		var resp [4]byte
-		fd := -1
-		domain := int(int32(binary.LittleEndian.Uint32(req[0:])))
-		if n == 16 && domain != reqConnectUnix {
-			if serveBatch(conn, req[:16]) != nil {
-				os.Exit(0)
-			}
-			continue
-		}
-		if n < 12 {
-			binary.LittleEndian.PutUint32(resp[:], uint32(unix.EINVAL))
-		} else {
-			typ := int(int32(binary.LittleEndian.Uint32(req[4:])))
-			proto := int(int32(binary.LittleEndian.Uint32(req[8:])))
-			if domain == reqConnectUnix {
-				fd, err = connectUnix(string(req[12:n]))
-			} else {
-				fd, err = current{}.Socket(domain, typ, proto)
-			}
-			if err != nil {
-				errno := unix.EINVAL
-				errors.As(err, &errno)
-				binary.LittleEndian.PutUint32(resp[:], uint32(errno))
-			}
-		}
-		var serr error
-		if fd >= 0 {
-			serr = fdpass.Send(conn, resp[:], fd)
-			unix.Close(fd)
-		} else {
-			serr = fdpass.Send(conn, resp[:])
-		}
-		if serr != nil {
+		if err != nil || n == 0 || fdpass.Send(conn, resp[:]) != nil {
 			os.Exit(0)
 		}
 	}
-}
-
-// serveBatch answers a 16-byte request: the sockets made until the count or
-// the first error, and that error's errno (0 if none) in one message.
-func serveBatch(conn *net.UnixConn, req []byte) error {
-	domain := int(int32(binary.LittleEndian.Uint32(req[0:])))
-	typ := int(int32(binary.LittleEndian.Uint32(req[4:])))
-	proto := int(int32(binary.LittleEndian.Uint32(req[8:])))
-	n := min(int(binary.LittleEndian.Uint32(req[12:])), maxBatch)
-	var resp [4]byte
-	fds := make([]int, 0, n)
-	for range n {
-		fd, err := current{}.Socket(domain, typ, proto)
-		if err != nil {
-			errno := unix.EINVAL
-			errors.As(err, &errno)
-			binary.LittleEndian.PutUint32(resp[:], uint32(errno))
-			break
-		}
-		fds = append(fds, fd)
-	}
-	err := fdpass.Send(conn, resp[:], fds...)
-	fdpass.CloseAll(fds)
-	return err
 }

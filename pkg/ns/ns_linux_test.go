@@ -401,6 +401,27 @@ func TestHelperSocketsBatch(t *testing.T) {
 	if _, err := hp.Sockets(unix.AF_PACKET, unix.SOCK_STREAM, 0, 2); err == nil {
 		t.Error("Sockets(AF_PACKET): nil error; want the refusal of checkSocketArgs")
 	}
+	// The helper checks on its own (nsenter_linux.c), past the parent's
+	// checkSocketArgs: a raw or netlink socket is refused with EINVAL, and
+	// an errno comes back as that errno.
+	for _, tc := range []struct {
+		domain, typ int
+		path        string
+		want        syscall.Errno
+	}{
+		{unix.AF_NETLINK, unix.SOCK_DGRAM, "", unix.EINVAL},
+		{unix.AF_INET, unix.SOCK_RAW, "", unix.EINVAL},
+		{reqConnectUnix, 0, "/nonexistent/bro.sock", unix.ENOENT},
+		{reqConnectUnix, 0, strings.Repeat("x", 108), unix.EINVAL},
+	} {
+		fd, err := hp.request(tc.domain, tc.typ, 0, tc.path)
+		if !errors.Is(err, tc.want) {
+			if err == nil {
+				unix.Close(fd)
+			}
+			t.Errorf("request(%d, %d, %q): %v; want %v", tc.domain, tc.typ, tc.path, err, tc.want)
+		}
+	}
 }
 
 // TestHelperEntersMountNamespace is EnterMount of a namespace of the

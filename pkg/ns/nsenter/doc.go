@@ -22,7 +22,10 @@
 // The constructor is inert unless _BRO_NSENTER is set, which only package ns
 // sets, on a child it starts from /proc/self/exe with the namespace
 // descriptors at fixed numbers (see nsenter_linux.c). A failed setns prints
-// one line and exits 126 before any Go code runs. A binary that starts a
+// one line and exits 126 before any Go code runs. Once in, the constructor
+// serves the parent's socket requests itself and exits when the parent
+// closes its end: a helper's Go runtime never starts (one thread and about
+// 1.4 MB resident instead of five threads and 6 MB). A binary that starts a
 // helper without linking this package gets a helper that never left the
 // parent's namespaces; package ns checks the child's namespaces after its
 // first answer and refuses it.

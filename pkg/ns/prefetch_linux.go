@@ -2,6 +2,7 @@ package ns
 
 import (
 	"sync"
+	"time"
 
 	"github.com/brothaman/brothaman-go/pkg/fdpass"
 	"golang.org/x/sys/unix"
@@ -18,6 +19,8 @@ import (
 func Prefetch(s Sockets, domain, typ, n int) Sockets {
 	p := &prefetch{Sockets: s, domain: domain, typ: typ | unix.SOCK_NONBLOCK,
 		ready: make(chan int, n), want: make(chan struct{}, 1), done: make(chan struct{})}
+	p.topUp = time.AfterFunc(time.Hour, p.kick)
+	p.topUp.Stop()
 	p.wg.Add(1)
 	go p.fill()
 	p.kick()
@@ -32,7 +35,16 @@ type prefetch struct {
 	done        chan struct{}
 	once        sync.Once
 	wg          sync.WaitGroup
+	topUpMu     sync.Mutex
+	topUp       *time.Timer // kicks the filler once takes pause (topUpAfter)
 }
+
+// topUpAfter: a pool that still has half its sockets is refilled only once
+// no socket has been taken for this long, so that under a steady trickle
+// of connections (a few hundred a second) the filler brings half a pool in
+// one round trip rather than one socket per connection, and an idle pool
+// is still always full (its descriptors a fixed number).
+const topUpAfter = 50 * time.Millisecond
 
 func (p *prefetch) kick() {
 	select {
@@ -91,11 +103,16 @@ func (p *prefetch) Socket(domain, typ, proto int) (int, error) {
 	if domain == p.domain && typ|unix.SOCK_NONBLOCK == p.typ && proto == 0 {
 		select {
 		case fd := <-p.ready:
-			// Refill at once, so that an idle pool is always full (its
-			// descriptors a fixed number); under a burst the takes run
-			// ahead of the filler, whose batch then brings the whole
-			// deficit in one round trip.
-			p.kick()
+			// Below half: refill now, in one batch for the whole
+			// deficit (under a burst the takes run ahead of the
+			// filler). Otherwise once the takes pause.
+			if 2*len(p.ready) < cap(p.ready) {
+				p.kick()
+			} else {
+				p.topUpMu.Lock()
+				p.topUp.Reset(topUpAfter)
+				p.topUpMu.Unlock()
+			}
 			return fd, nil
 		default:
 			p.kick()
@@ -105,6 +122,9 @@ func (p *prefetch) Socket(domain, typ, proto int) (int, error) {
 }
 
 func (p *prefetch) Close() error {
+	p.topUpMu.Lock()
+	p.topUp.Stop()
+	p.topUpMu.Unlock()
 	p.once.Do(func() { close(p.done) })
 	p.wg.Wait()
 	for {

@@ -215,7 +215,7 @@ func run(o *options, logger *logrus.Logger) error {
 			log.WithField("socket", l.Name()).Warn("PROXY protocol is for stream sockets; not sent on this UDP socket")
 		}
 	}
-	raiseNoFile(o.connectionsMax, log)
+	maxConns := raiseNoFile(o.connectionsMax, log)
 	mount := false
 	for _, l := range listeners {
 		mount = mount || l.Target().Network == "unix"
@@ -230,7 +230,7 @@ func run(o *options, logger *logrus.Logger) error {
 	defer backend.Close()
 	p := &proxy.Proxy{
 		Listeners: listeners, Backend: backend, ConnectTimeout: o.connectTimeout,
-		ContainerTimeout: o.containerTimeout, MaxConns: o.connectionsMax, IdleExit: o.exitIdle,
+		ContainerTimeout: o.containerTimeout, MaxConns: maxConns, IdleExit: o.exitIdle,
 		DrainTimeout: o.drainTimeout, UDPIdle: o.udpIdle, UDPFlowsMax: o.udpFlowsMax,
 		IdleTimeout: o.idleTimeout, KeepAlive: o.keepAlive, Log: log, Allow: guard,
 		Status: func(s string) { daemon.SdNotify(false, "STATUS="+s) },
@@ -306,27 +306,44 @@ func newBackend(o *options, log *logrus.Entry, mount bool, wrap func(ns.Sockets)
 	}
 }
 
-// raiseNoFile lifts the soft descriptor limit to the hard one: each
-// connection holds its two sockets (the relay borrows pipes only while
-// bytes are in flight, from a small pool), plus a fixed few for the process.
-// Below what --connections-max needs, it says so once.
-func raiseNoFile(conns int, log *logrus.Entry) {
+// raiseNoFile lifts the soft descriptor limit to the hard one and returns
+// how many connections may be open at once: conns (--connections-max), or
+// fewer if the limit cannot hold that many. Each connection holds its two
+// sockets (the relay borrows pipes only while bytes are in flight, from a
+// small pool), plus a fixed few for the process. A proxy that accepted
+// more clients than it has descriptors for could deadlock: every
+// descriptor held by a client waiting for its backend socket, none free for
+// one. So below what conns needs it serves fewer at once, the others wait
+// in the backlog, and it says so once.
+func raiseNoFile(conns int, log *logrus.Entry) int {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return
+		return conns
 	}
-	want := uint64(conns)*fdsPerConn + fdsFixed
 	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		raised := lim
+		raised.Cur = lim.Max
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &raised); err != nil {
 			log.WithError(err).Warn("cannot raise the open file limit")
-			return
+		} else {
+			lim = raised
 		}
 	}
-	if lim.Cur < want {
-		log.WithFields(logrus.Fields{"limit": lim.Cur, "want": want, "connections": (lim.Cur - fdsFixed) / fdsPerConn}).
-			Info("open file limit below what --connections-max needs (2 per connection; LimitNOFILE=)")
+	n := connsFor(lim.Cur, conns)
+	if n < conns {
+		log.WithFields(logrus.Fields{"limit": lim.Cur, "want": uint64(conns)*fdsPerConn + fdsFixed, "connections": n}).
+			Warn("open file limit below what --connections-max needs (2 per connection): serving fewer at once, the others wait in the backlog; raise LimitNOFILE=")
 	}
+	return n
+}
+
+// connsFor is how many connections a descriptor limit holds, at most conns
+// and at least one.
+func connsFor(limit uint64, conns int) int {
+	if limit < fdsFixed+fdsPerConn {
+		return 1
+	}
+	return int(min(uint64(conns), (limit-fdsFixed)/fdsPerConn))
 }
 
 // fdsPerConn, fdsFixed: what a connection and the process itself hold.

@@ -46,3 +46,22 @@ func TestParseFlagsHandoff(t *testing.T) {
 		t.Errorf("parseFlags = %+v", o)
 	}
 }
+
+func TestConnsFor(t *testing.T) {
+	for _, tc := range []struct {
+		limit uint64
+		conns int
+		want  int
+	}{
+		{20000, 4096, 4096},
+		{20000, 10000, 9950},
+		{256, 4096, 78},
+		{102, 4096, 1},
+		{50, 4096, 1},
+		{1 << 20, 4096, 4096},
+	} {
+		if got := connsFor(tc.limit, tc.conns); got != tc.want {
+			t.Errorf("connsFor(%d, %d) = %d; want %d", tc.limit, tc.conns, got, tc.want)
+		}
+	}
+}

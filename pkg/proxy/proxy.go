@@ -534,6 +534,8 @@ func (p *Proxy) dial(t ns.Target, log func() *logrus.Entry, try func(context.Con
 			if !starved {
 				starved = true
 				p.starved.Add(1)
+				repeatLog.log("starved", log().WithError(err), logrus.WarnLevel,
+					"out of descriptors for the backend socket; this client waits and new ones stay in the backlog")
 			}
 		}
 		timer := time.NewTimer(wait)

@@ -22,6 +22,12 @@ PSQL=${PSQL:-/usr/lib/postgresql/15/bin/psql}
 (( EUID == 0 )) || { echo "handoff.sh: run as root" >&2; exit 1; }
 # shellcheck source=../rig/as-user.sh
 source test/rig/as-user.sh
+# the generator route needs the installed programs, not this tree's bin/
+gen=
+for g in /usr/lib/systemd/user-generators/bro-generator /usr/local/lib/systemd/user-generators/bro-generator; do
+  [[ -x $g ]] && gen=$g && break
+done
+[[ -n $gen ]] || { echo "handoff.sh: no bro-generator in /usr/lib or /usr/local/lib/systemd/user-generators: install first (make deb-install, or make install)" >&2; exit 1; }
 uid=$(id -u "$USER_")
 home=$(getent passwd "$USER_" | cut -d: -f6)
 qdir=$home/.config/containers/systemd

@@ -74,11 +74,17 @@ type loop struct {
 	epfd     int
 	epf      *os.File        // epfd, in the runtime's poller
 	epr      syscall.RawConn // epf's
-	deadline bool            // epf has a read deadline set
+	deadline time.Time       // epf's read deadline; zero: none
 	wakeR    int             // eventfd: commands are queued
 	pool     pipePool
 	buf      []byte // the copy buffer, for flows without a pipe
 	idle     time.Duration
+	// now is the loop's clock, read once per wake: what a connection's
+	// last byte, the idle sweep and the timers are measured with.
+	now    time.Time
+	events []unix.EpollEvent
+	got    int                // events read by poll
+	poll   func(uintptr) bool // epr.Read's callback, made once: no closure per wait
 	// onEnd is called in the loop when a connection has ended, with the
 	// bytes it moved each way and why it ended (nil: an orderly end).
 	onEnd func(up, down int64, remote netip.AddrPort, err error)
@@ -136,7 +142,13 @@ func newLoop(idle time.Duration, onEnd func(up, down int64, remote netip.AddrPor
 		unix.Close(efd)
 		return nil, err
 	}
-	return &loop{epfd: epfd, epf: epf, epr: epr, wakeR: efd, idle: idle, onEnd: onEnd}, nil
+	l := &loop{epfd: epfd, epf: epf, epr: epr, wakeR: efd, idle: idle, onEnd: onEnd,
+		events: make([]unix.EpollEvent, 128)}
+	l.poll = func(uintptr) bool {
+		l.got = epollNow(l.epfd, l.events)
+		return l.got > 0
+	}
+	return l, nil
 }
 
 // add hands the connected pair to the loop, which owns them from now on and
@@ -230,25 +242,27 @@ func nanotime() int64 { return time.Now().UnixNano() }
 // run is the loop. It returns after stop, with every descriptor it owned
 // closed.
 func (l *loop) run() {
-	events := make([]unix.EpollEvent, 128)
-	batch := make([]*conn, 0, 128)
+	events := l.events
+	batch := make([]*conn, 0, len(events))
 	wake := &conn{} // stands for the eventfd in a batch
 	var sweepEvery time.Duration
 	if l.idle > 0 {
 		sweepEvery = min(max(l.idle/4, 10*time.Millisecond), 5*time.Second)
 	}
-	nextSweep := time.Now().Add(sweepEvery)
-	quietSince := time.Now()
+	l.now = time.Now()
+	nextSweep := l.now.Add(sweepEvery)
+	quietSince := l.now
 	haveChunks := false // as of the last batch: something for quiet to free
 	for {
 		timeout := time.Duration(-1)
 		if sweepEvery > 0 {
-			timeout = max(time.Until(nextSweep), time.Millisecond)
+			timeout = max(nextSweep.Sub(l.now), time.Millisecond)
 		}
 		if (len(l.pool.idle) > 0 || haveChunks) && (timeout < 0 || timeout > quietAfter) {
 			timeout = quietAfter
 		}
-		n := l.wait(events, timeout)
+		n := l.wait(timeout)
+		l.now = time.Now()
 		batch = batch[:0]
 		l.mu.Lock()
 		for i := 0; i < n; i++ {
@@ -281,13 +295,13 @@ func (l *loop) run() {
 			l.pump(c)
 		}
 		if n > 0 {
-			quietSince = time.Now()
-		} else if time.Since(quietSince) >= quietAfter {
+			quietSince = l.now
+		} else if l.now.Sub(quietSince) >= quietAfter {
 			l.quiet()
 		}
-		if sweepEvery > 0 && !time.Now().Before(nextSweep) {
+		if sweepEvery > 0 && !l.now.Before(nextSweep) {
 			l.sweep()
-			nextSweep = time.Now().Add(sweepEvery)
+			nextSweep = l.now.Add(sweepEvery)
 		}
 		l.mu.Lock()
 		l.free = append(l.free, l.freeing...)
@@ -329,26 +343,38 @@ func (l *loop) quiet() {
 // epoll_wait: a thread blocked in a system call makes sysmon poll every
 // 20 µs to take its P away, which cost more CPU than the relay itself at a
 // few hundred connections a second (issue 12, pgbench -C). The epoll_wait
-// calls themselves never wait (timeout 0).
-func (l *loop) wait(events []unix.EpollEvent, timeout time.Duration) int {
-	if n := epollNow(l.epfd, events); n > 0 {
+// calls themselves never wait (timeout 0). The events are in l.events.
+func (l *loop) wait(timeout time.Duration) int {
+	if n := epollNow(l.epfd, l.events); n > 0 {
 		return n
 	}
-	if timeout >= 0 {
-		l.epf.SetReadDeadline(time.Now().Add(timeout))
-		l.deadline = true
-	} else if l.deadline {
-		l.epf.SetReadDeadline(time.Time{})
-		l.deadline = false
-	}
-	n := 0
-	if err := l.epr.Read(func(uintptr) bool {
-		n = epollNow(l.epfd, events)
-		return n > 0
-	}); err != nil {
+	l.setDeadline(timeout)
+	l.got = 0
+	if err := l.epr.Read(l.poll); err != nil {
 		return 0 // the deadline
 	}
-	return n
+	return l.got
+}
+
+// setDeadline makes the wait end within timeout of l.now (< 0: no limit).
+// A deadline already set that is still ahead and no later than wanted is
+// kept: an early wake costs one pass of the loop, where setting it before
+// every wait cost a timer update per wake (the quiet timer moves on with
+// every event).
+func (l *loop) setDeadline(timeout time.Duration) {
+	if timeout < 0 {
+		if !l.deadline.IsZero() {
+			l.epf.SetReadDeadline(time.Time{})
+			l.deadline = time.Time{}
+		}
+		return
+	}
+	want := l.now.Add(timeout)
+	if !l.deadline.IsZero() && l.deadline.After(l.now) && !l.deadline.After(want) {
+		return
+	}
+	l.epf.SetReadDeadline(want)
+	l.deadline = want
 }
 
 func (l *loop) commands() {
@@ -365,7 +391,7 @@ func (l *loop) commands() {
 
 // sweep closes the connections silent both ways for the idle timeout.
 func (l *loop) sweep() {
-	cutoff := nanotime() - int64(l.idle)
+	cutoff := l.now.UnixNano() - int64(l.idle)
 	for _, c := range l.liveConns() {
 		if c.last <= cutoff {
 			l.end(c, nil)
@@ -413,7 +439,7 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 		if n > 0 {
 			progress = true
 			f.n += int64(n)
-			c.last = nanotime()
+			c.last = l.now.UnixNano()
 		}
 		switch {
 		case errors.Is(err, unix.EAGAIN):
@@ -444,7 +470,7 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 		switch {
 		case n > 0:
 			progress = true
-			c.last = nanotime()
+			c.last = l.now.UnixNano()
 		case err == nil:
 			f.eof = true
 			progress = true

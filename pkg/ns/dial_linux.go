@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -258,16 +259,16 @@ func DialNow(s Sockets, t Target) (int, bool) {
 	if err != nil {
 		return -1, false
 	}
-	switch err := unix.Connect(fd, sa); err {
+	// raw system calls (internal/rawsys): this runs on the accept loop,
+	// once per connection
+	switch err := rawsys.Connect(fd, sa); err {
 	case nil:
 		return fd, true
 	case unix.EINPROGRESS:
-		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && v == 0 {
-			if _, err := unix.Getpeername(fd); err == nil {
-				return fd, true
-			}
+		if v, err := rawsys.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && v == 0 && rawsys.Connected(fd) {
+			return fd, true
 		}
 	}
-	unix.Close(fd)
+	rawsys.Close(fd)
 	return -1, false
 }

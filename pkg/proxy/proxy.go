@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/rawsys"
 	"github.com/brothaman/brothaman-go/pkg/allow"
 	"github.com/brothaman/brothaman-go/pkg/ns"
 	"github.com/sirupsen/logrus"
@@ -358,7 +359,7 @@ func accept(rc syscall.RawConn) (int, unix.Sockaddr, error) {
 	var sa unix.Sockaddr
 	var aerr error
 	err := rc.Read(func(lfd uintptr) bool {
-		fd, sa, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		fd, sa, aerr = rawsys.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		return !errors.Is(aerr, unix.EAGAIN)
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -145,7 +146,7 @@ func newLoop(idle time.Duration, onEnd func(up, down int64, remote netip.AddrPor
 	l := &loop{epfd: epfd, epf: epf, epr: epr, wakeR: efd, idle: idle, onEnd: onEnd,
 		events: make([]unix.EpollEvent, 128)}
 	l.poll = func(uintptr) bool {
-		l.got = epollNow(l.epfd, l.events)
+		l.got = rawsys.EpollNow(l.epfd, l.events)
 		return l.got > 0
 	}
 	return l, nil
@@ -176,7 +177,7 @@ func (l *loop) add(cfd, bfd int, remote netip.AddrPort) error {
 	l.mu.Unlock()
 	for side, fd := range [2]int{cfd, bfd} {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: slot, Pad: int32(side)}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		if err := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			// not in the loop yet as far as events go: end it from the
 			// loop, which owns it now (unless the loop ended it already)
 			l.do(func() {
@@ -345,7 +346,7 @@ func (l *loop) quiet() {
 // few hundred connections a second (issue 12, pgbench -C). The epoll_wait
 // calls themselves never wait (timeout 0). The events are in l.events.
 func (l *loop) wait(timeout time.Duration) int {
-	if n := epollNow(l.epfd, l.events); n > 0 {
+	if n := rawsys.EpollNow(l.epfd, l.events); n > 0 {
 		return n
 	}
 	l.setDeadline(timeout)
@@ -492,7 +493,7 @@ func (l *loop) move(c *conn, src int) (bool, error) {
 	if f.eof && f.inFlight() == 0 {
 		f.shut = true
 		progress = true
-		if err := unix.Shutdown(int(c.fd[dst]), unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
+		if err := rawsys.Shutdown(int(c.fd[dst]), unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
 			return false, err
 		}
 	}
@@ -549,7 +550,7 @@ func (l *loop) splice(f *flow, fd int) (int, error) {
 		return 0, unix.EAGAIN
 	}
 	for {
-		n, err := spliceNB(fd, f.p.w, f.p.size-f.p.n)
+		n, err := rawsys.Splice(fd, f.p.w, f.p.size-f.p.n)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -568,7 +569,7 @@ func (l *loop) splice(f *flow, fd int) (int, error) {
 
 func readFD(fd int, b []byte) (int, error) {
 	for {
-		n, err := readNB(fd, b)
+		n, err := rawsys.Read(fd, b)
 		if err != unix.EINTR {
 			return n, err
 		}
@@ -577,7 +578,7 @@ func readFD(fd int, b []byte) (int, error) {
 
 func sendFD(fd int, b []byte) (int, error) {
 	for {
-		n, err := sendNB(fd, b)
+		n, err := rawsys.Send(fd, b)
 		if err != unix.EINTR {
 			return n, err
 		}
@@ -595,7 +596,7 @@ const copyBufSize = 64 << 10
 func (l *loop) flush(f *flow, fd int) (int, error) {
 	if f.p != nil {
 		for {
-			n, err := spliceNB(f.p.r, fd, f.p.n)
+			n, err := rawsys.Splice(f.p.r, fd, f.p.n)
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
@@ -636,8 +637,8 @@ func (l *loop) end(c *conn, err error) {
 		c.dir[i].pending = nil
 	}
 	// closing drops them from the epoll set: they are the only references
-	unix.Close(int(c.fd[client]))
-	unix.Close(int(c.fd[backend]))
+	rawsys.Close(int(c.fd[client]))
+	rawsys.Close(int(c.fd[backend]))
 	up, down, remote := c.dir[client].n, c.dir[backend].n, c.remote
 	l.mu.Lock()
 	c.live = false

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/brothaman/brothaman-go/internal/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +25,7 @@ const defaultClientKeepAlive = 15 * time.Second
 // three times with an explicit idle and Linux's default count otherwise.
 // Only for TCP sockets.
 func tuneSocket(fd int, idle, def time.Duration) {
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	secs := int(idle / time.Second)
 	if idle == 0 {
 		secs = int(def / time.Second)
@@ -32,11 +33,11 @@ func tuneSocket(fd int, idle, def time.Duration) {
 	if secs <= 0 {
 		return
 	}
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs)
+	rawsys.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs)
+	rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs)
 	if idle > 0 {
-		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 3)
+		rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 3)
 	}
 }
 

@@ -345,10 +345,10 @@ func (l *loop) quiet() {
 // 20 µs to take its P away, which cost more CPU than the relay itself at a
 // few hundred connections a second (issue 12, pgbench -C). The epoll_wait
 // calls themselves never wait (timeout 0). The events are in l.events.
+//
+// The poller's Read looks first (poll) and parks only if nothing is ready:
+// a look of our own before it would be a third epoll_wait per park.
 func (l *loop) wait(timeout time.Duration) int {
-	if n := rawsys.EpollNow(l.epfd, l.events); n > 0 {
-		return n
-	}
 	l.setDeadline(timeout)
 	l.got = 0
 	if err := l.epr.Read(l.poll); err != nil {

@@ -461,6 +461,12 @@ func (b *bench) measure(ctx context.Context, rep int, be backend, sc scenario, c
 		}
 		defer proxy.stop()
 		s.ProxyPID = proxy.pid
+		if sc.hold > 0 {
+			// the baseline of an idle proxy, like the held reading: past
+			// the settle time after the checked exchange (bro-proxy refills
+			// the sockets it keeps ready 50 ms after the last one taken)
+			time.Sleep(1500 * time.Millisecond)
+		}
 		s.Base, _ = readTree(proxy.pid)
 	}
 	prefix := []string(nil)

@@ -43,12 +43,19 @@ say "2. install the Debian package (make deb; apt-get install ./bin/brothaman_*.
 make -s --no-print-directory deb-install | sed 's/^/   /'
 ls -l /usr/bin/bro-proxy /usr/bin/bro-activate /usr/share/containers/oci/hooks.d/50-bro-activate-*.json | sed 's/^/   /'
 
+home=$(getent passwd "$DEMO_USER" | cut -d: -f6)
+# run again, the demo starts over: what a previous run left (make check
+# purges the package, not the demo's units) would make bro-activate refuse
+if [[ -e $home/.config/containers/systemd/$NAME.container || -e $home/.config/systemd/user/$NAME-activator.socket ]]; then
+  echo "   a previous demo is in place: removing it first (make demo-clean)"
+  bash test/demo/clean.sh | sed 's/^/   /'
+fi
+
 if ss -Hltn "sport = :$DEMO_PORT" | grep -q .; then
   echo "demo: port $DEMO_PORT is taken (a previous demo? make demo-clean), or set DEMO_PORT" >&2; exit 1
 fi
 
 say "3. the quadlet: Network=none, a volume, and one annotation"
-home=$(getent passwd "$DEMO_USER" | cut -d: -f6)
 demo_user mkdir -p "$home/.config/containers/systemd" "$home/$NAME-data"
 demo_user tee "$home/.config/containers/systemd/$NAME.container" >/dev/null <<QUADLET
 [Unit]

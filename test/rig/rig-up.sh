@@ -262,7 +262,18 @@ ensure_rundir() { # name uid
     [[ -d $d ]] || die "$d did not appear after enable-linger $1"
     systemctl is-active -q "user@$2.service" || die "user@$2.service is $(systemctl is-active "user@$2.service")"
     ok "$d exists, user@$2.service active"
-  elif [[ -d $d && $(stat -c %U "$d") == "$1" ]]; then ok "$d exists"
+  elif [[ -d $d && $(stat -c %U "$d") == "$1" ]]; then
+    # No process of the user runs, yet its runtime dir holds state: a machine
+    # restored from a snapshot, or a rig whose processes were all ended. Podman
+    # would trust its "alive" file and try to join the dead pause process
+    # ("invalid internal status"), systemctl a dead manager's socket. Empty it,
+    # as a reboot (tmpfs) or logind after the last session would.
+    if ! pgrep -u "$2" >/dev/null && [[ -n $(ls -A "$d") ]]; then
+      (( CHECK_ONLY )) && die "$d holds state of processes that are gone"
+      find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +
+      did "emptied $d: no process of $1 runs, its contents were stale"
+    else ok "$d exists"
+    fi
   else
     (( CHECK_ONLY )) && die "$d missing"
     install -d -o "$1" -g "$1" -m 0700 "$d"; did "created $d (0700)"

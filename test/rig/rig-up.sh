@@ -248,7 +248,7 @@ ensure_subids "$THIRD_USER"
 # /run/user/UID: logind creates it (and keeps it while the user lingers);
 # without logind it is made by hand. podman and systemctl --user need it.
 ensure_rundir() { # name uid
-  local d=/run/user/$2
+  local d=/run/user/$2 m
   if (( HOST_SYSTEMD )); then
     if [[ -f /var/lib/systemd/linger/$1 ]]; then ok "linger enabled for $1"
     else
@@ -270,6 +270,9 @@ ensure_rundir() { # name uid
     # as a reboot (tmpfs) or logind after the last session would.
     if ! pgrep -u "$2" >/dev/null && [[ -n $(ls -A "$d") ]]; then
       (( CHECK_ONLY )) && die "$d holds state of processes that are gone"
+      # a file system still mounted under it is not ours to empty
+      m=$(awk -v d="$d/" 'index($5, d) == 1 { print $5; exit }' /proc/self/mountinfo)
+      [[ -z $m ]] || die "$d holds state of processes that are gone, but $m is mounted under it: unmount it and run again"
       find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +
       did "emptied $d: no process of $1 runs, its contents were stale"
     else ok "$d exists"
